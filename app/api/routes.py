@@ -1,0 +1,129 @@
+"""JSON API routes: a superset of the original FastAPI tutorial's API."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify, request, url_for
+from werkzeug.exceptions import UnsupportedMediaType
+
+from .. import gallery
+from ..extensions import db
+from ..generation import service
+from ..models import Image
+from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
+
+bp = Blueprint("api", __name__)
+
+
+def json_body():
+    """The decoded JSON body; 415 when it is declared as something else or does not parse."""
+    mimetype = request.mimetype
+    if mimetype and mimetype != "application/json" and not mimetype.endswith("+json"):
+        raise UnsupportedMediaType("Request body must be JSON (Content-Type: application/json).")
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        raise ValidationFailed([error(None, "Field required", "missing")])
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnsupportedMediaType(f"Request body is not valid JSON: {exc}.") from exc
+
+
+@bp.post("/generate")
+def generate():
+    """Generate one image and return its record."""
+    record = service().generate(validate(json_body()))
+    response = jsonify(record.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = url_for("api.get_image", image_id=record.id)
+    return response
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationFailed(
+            [{"loc": ["query", name], "msg": "Input should be a valid integer", "type": "int_parsing"}]
+        ) from None
+    if not low <= value <= high:
+        raise ValidationFailed([{"loc": ["query", name],
+                                 "msg": f"Input should be between {low} and {high}",
+                                 "type": "range"}])
+    return value
+
+
+@bp.get("/images")
+def list_images():
+    """Records, newest first, with cursor paging, word search and a provider filter."""
+    limit = _int_arg("limit", 50, 1, 200)
+    provider = request.args.get("provider") or None
+    if provider and provider not in PROVIDER_NAMES:
+        options = ", ".join(PROVIDER_NAMES)
+        raise ValidationFailed([{"loc": ["query", "provider"],
+                                 "msg": f"Input should be one of {options}",
+                                 "type": "literal_error"}])
+    q = request.args.get("q") or None
+    try:
+        result = gallery.page(limit, request.args.get("before") or None, q, provider)
+    except gallery.BadCursor:
+        raise ValidationFailed([{"loc": ["query", "before"], "msg": "Invalid cursor",
+                                 "type": "value_error"}]) from None
+    response = jsonify([image.to_dict() for image in result.items])
+    response.headers["X-Total-Count"] = str(result.total)
+    if result.next_cursor:
+        args = {"limit": limit, "q": q, "provider": provider, "before": result.next_cursor}
+        next_url = url_for("api.list_images", **{k: v for k, v in args.items() if v})
+        response.headers["Link"] = f'<{next_url}>; rel="next"'
+    return response
+
+
+def _image_or_404(image_id: int) -> Image:
+    return db.get_or_404(Image, image_id, description=f"Image {image_id} not found.")
+
+
+@bp.get("/images/<int:image_id>")
+def get_image(image_id: int):
+    """One image record."""
+    return jsonify(_image_or_404(image_id).to_dict())
+
+
+@bp.delete("/images/<int:image_id>")
+def delete_image(image_id: int):
+    """Delete the record, the file and the thumbnail."""
+    service().delete(_image_or_404(image_id))
+    return "", 204
+
+
+@bp.get("/providers")
+def providers():
+    """Every provider, whether it is configured, its models and what each honours."""
+    generation = service()
+    return jsonify([
+        provider.describe(default=provider.name == generation.default_provider)
+        for provider in generation.providers.values()
+    ])
+
+
+def health():
+    """Liveness, which keys are configured (never their values) and the database."""
+    config = current_app.config
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+        database = "ok"
+    except sa.exc.SQLAlchemyError:
+        database = "error"
+    body = {
+        "status": "ok" if database == "ok" else "degraded",
+        "stability_key": bool(config["STABILITY_API_KEY"]),
+        "replicate_key": bool(config["REPLICATE_API_TOKEN"]),
+        "openai_key": bool(config.get("OPENAI_API_KEY")),
+        "database": database,
+    }
+    return jsonify(body), 200 if database == "ok" else 503
+

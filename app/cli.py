@@ -1,0 +1,141 @@
+"""`flask generate` and `flask images ...`: the same service and records, from the shell."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+import sqlalchemy as sa
+from flask.cli import with_appcontext
+
+from .extensions import db
+from .generation import service
+from .models import Image
+from .params import ValidationFailed, validate
+from .providers.base import ProviderError
+
+
+def _echo_record(record: Image) -> None:
+    click.echo(json.dumps(record.to_dict(), ensure_ascii=False))
+
+
+@click.command("generate")
+@click.argument("prompt")
+@click.option("--provider", default=None, help="stability, replicate or offline.")
+@click.option("--model", default=None, help="A model the provider lists.")
+@click.option("--width", type=int, default=1024, show_default=True)
+@click.option("--height", type=int, default=1024, show_default=True)
+@click.option("--steps", type=int, default=30, show_default=True)
+@click.option("--cfg-scale", type=float, default=7.0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="0 draws a random seed.")
+@click.option("--negative-prompt", default="")
+@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True,
+              help="How many images (seeds follow on from --seed when it is set).")
+@with_appcontext
+def generate_command(prompt, provider, model, width, height, steps, cfg_scale, seed,
+                     negative_prompt, count):
+    """Generate images and print each record as JSON."""
+    body = dict(prompt=prompt, negative_prompt=negative_prompt, provider=provider, model=model,
+                width=width, height=height, steps=steps, cfg_scale=cfg_scale, seed=seed)
+    try:
+        params = validate(body)
+        with click.progressbar(length=count, label="Generating", file=sys.stderr,
+                               hidden=count == 1) as bar:
+            for index in range(count):
+                seed_n = params.seed + index if params.seed else 0
+                current = validate({**body, "seed": seed_n})
+                _echo_record(service().generate(current))
+                bar.update(1)
+    except ValidationFailed as exc:
+        messages = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors)
+        raise click.ClickException(messages) from None
+    except ProviderError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+
+
+@click.group("images")
+def images_group():
+    """List, show, delete and verify stored images."""
+
+
+@images_group.command("list")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@click.option("--provider", default=None)
+@with_appcontext
+def list_command(limit, provider):
+    """Newest records, one line each."""
+    query = sa.select(Image).order_by(Image.created_at.desc(), Image.id.desc()).limit(limit)
+    if provider:
+        query = query.where(Image.provider == provider)
+    for image in db.session.scalars(query):
+        click.echo(f"{image.id:>6}  {image.created_at:%Y-%m-%d %H:%M}  {image.provider:<9} "
+                   f"{image.width}x{image.height}  {image.prompt[:60]}")
+
+
+def _get(image_id: int) -> Image:
+    image = db.session.get(Image, image_id)
+    if image is None:
+        raise click.ClickException(f"Image {image_id} not found.")
+    return image
+
+
+@images_group.command("show")
+@click.argument("image_id", type=int)
+@with_appcontext
+def show_command(image_id):
+    """One record as JSON."""
+    _echo_record(_get(image_id))
+
+
+@images_group.command("delete")
+@click.argument("image_id", type=int)
+@with_appcontext
+def delete_command(image_id):
+    """Delete a record with its file and thumbnail."""
+    service().delete(_get(image_id))
+    click.echo(f"Deleted image {image_id}.")
+
+
+@images_group.command("verify")
+@click.option("--fix", is_flag=True, help="Delete orphan files and records whose file is gone.")
+@with_appcontext
+def verify_command(fix):
+    """Report records whose file is missing and files that no record references."""
+    store = service().store
+    records = {image.filename: image for image in db.session.scalars(sa.select(Image))}
+    files = set(store.files())
+    missing = [records[name] for name in sorted(set(records) - files)]
+    orphans = sorted(files - set(records))
+    known_thumbs = {f"{image.id}.webp" for image in records.values()}
+    orphan_thumbs = sorted(
+        path.name for path in (store.thumbs.glob("*.webp") if store.thumbs.is_dir() else [])
+        if path.name not in known_thumbs
+    )
+    leftovers = store.temp_files()
+    for image in missing:
+        click.echo(f"missing file: record {image.id} -> {image.filename}")
+    for name in orphans:
+        click.echo(f"orphan file: {name}")
+    for name in orphan_thumbs:
+        click.echo(f"orphan thumbnail: thumbs/{name}")
+    for path in leftovers:
+        click.echo(f"unfinished write: {path.name}")
+    problems = len(missing) + len(orphans) + len(orphan_thumbs) + len(leftovers)
+    if not problems:
+        click.echo(f"OK: {len(records)} records, every file present, no orphans.")
+        return
+    if not fix:
+        raise click.ClickException(f"{problems} problem(s) found; run with --fix to repair.")
+    for image in missing:
+        db.session.delete(image)
+    db.session.commit()
+    for image in missing:
+        store.thumb_path(image.id).unlink(missing_ok=True)
+    for name in orphans:
+        (store.root / name).unlink(missing_ok=True)
+    for name in orphan_thumbs:
+        (store.thumbs / name).unlink(missing_ok=True)
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    click.echo(f"Fixed {problems} problem(s).")

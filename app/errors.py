@@ -1,0 +1,52 @@
+"""App-wide error handlers: JSON under /api/ (and /health), friendly pages elsewhere."""
+
+from __future__ import annotations
+
+from flask import Flask, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+from .api.errors import error_response
+from .params import ValidationFailed
+from .providers.base import ProviderError
+
+MESSAGES = {
+    404: "Not found.",
+    405: "Method not allowed.",
+    413: "Request body too large.",
+    500: "Internal server error.",
+}
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path in ("/api", "/health")
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        status = exc.code or 500
+        headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
+        if wants_json():
+            custom = exc.description != type(exc).description
+            detail = exc.description if custom else MESSAGES.get(status, exc.name + ".")
+            return error_response(status, detail, headers=headers)
+        return render_template("error.html", status=status, title=exc.name,
+                               message=exc.description), status, headers
+
+    @app.errorhandler(ValidationFailed)
+    def validation_failed(exc: ValidationFailed):
+        return error_response(422, exc.errors)
+
+    @app.errorhandler(ProviderError)
+    def provider_error(exc: ProviderError):
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+        return error_response(exc.status, exc.detail, exc.code, headers)
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        app.logger.exception("Unhandled error on %s %s", request.method, request.path)
+        if wants_json():
+            return error_response(500, MESSAGES[500])
+        error = InternalServerError()
+        return render_template("error.html", status=500, title=error.name,
+                               message=error.description), 500

@@ -1,0 +1,102 @@
+"""The Image record: one generated image and the parameters that made it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+from .storage import a1111_parameters
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(sa.TypeDecorator):
+    """Stores UTC without an offset (SQLite keeps none) and always returns an aware UTC time."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime")
+            value = value.astimezone(UTC).replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class Image(db.Model):
+    __tablename__ = "image"
+    __table_args__ = (
+        sa.Index("ix_image_created", "created_at", "id"),
+        sa.Index("ix_image_provider_created", "provider", "created_at", "id"),
+        # AUTOINCREMENT: an id is never reused, so a cached thumbnail URL never shows another image.
+        {"sqlite_autoincrement": True},
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    filename: Mapped[str] = mapped_column(sa.String(120), unique=True)
+    prompt: Mapped[str] = mapped_column(sa.Text)
+    negative_prompt: Mapped[str] = mapped_column(sa.Text, default="")
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    width: Mapped[int]
+    height: Mapped[int]
+    steps: Mapped[int]
+    cfg_scale: Mapped[float]
+    requested: Mapped[dict] = mapped_column(sa.JSON)
+    ignored: Mapped[list] = mapped_column(sa.JSON, default=list)
+    content_filtered: Mapped[bool] = mapped_column(default=False)
+    format: Mapped[str] = mapped_column(sa.String(8))
+    file_size: Mapped[int]
+    duration_ms: Mapped[int]
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    @property
+    def url(self) -> str:
+        return f"/static/images/{self.filename}"
+
+    @property
+    def thumbnail_url(self) -> str:
+        return f"/static/images/thumbs/{self.id}.webp"
+
+    @property
+    def parameters_text(self) -> str:
+        """The text embedded in the PNG, in AUTOMATIC1111's format."""
+        return a1111_parameters(
+            prompt=self.prompt, negative_prompt=self.negative_prompt, steps=self.steps,
+            cfg_scale=self.cfg_scale, seed=self.seed, width=self.width, height=self.height,
+            model=self.model,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "filename": self.filename,
+            "url": self.url,
+            "thumbnail_url": self.thumbnail_url,
+            "prompt": self.prompt,
+            "negative_prompt": self.negative_prompt,
+            "provider": self.provider,
+            "model": self.model,
+            "seed": self.seed,
+            "width": self.width,
+            "height": self.height,
+            "steps": self.steps,
+            "cfg_scale": self.cfg_scale,
+            "requested": self.requested,
+            "ignored": self.ignored,
+            "content_filtered": self.content_filtered,
+            "format": self.format,
+            "file_size": self.file_size,
+            "duration_ms": self.duration_ms,
+            "created_at": self.created_at.isoformat(),
+        }

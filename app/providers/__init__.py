@@ -1,0 +1,13 @@
+"""The provider registry: adding a provider is one file and one line here."""
+
+from __future__ import annotations
+
+from .base import Provider
+from .offline import OfflineProvider
+
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (OfflineProvider,)
+
+
+def build_providers(config) -> dict[str, Provider]:
+    """One instance of every provider, configured from the app's settings."""
+    return {cls.name: cls(config) for cls in PROVIDER_CLASSES}

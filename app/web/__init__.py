@@ -1,0 +1,5 @@
+"""The HTML blueprint."""
+
+from .routes import bp
+
+__all__ = ["bp"]

@@ -1,0 +1,75 @@
+"""Configuration read from the environment (and `.env`, which gunicorn does not read itself)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from dotenv import load_dotenv
+
+BASE_DIR = Path(__file__).resolve().parent
+load_dotenv(BASE_DIR / ".env")
+
+HOSTED_PROVIDERS = ("stability", "replicate")
+DEFAULT_REPLICATE_MODEL = (
+    "stability-ai/sdxl:39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
+)
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def _csv(name: str) -> list[str]:
+    return [item.strip() for item in (_env(name) or "").split(",") if item.strip()]
+
+
+def _secret_key(instance_path: Path) -> str:
+    """A random key kept in the instance folder, made once and shared by every worker."""
+    path = instance_path / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        key = secrets.token_hex(32)
+        handle.write(key)
+    return key
+
+
+def load_config(instance_path: str | Path) -> dict:
+    """Settings for one app, from the environment; create_app() applies overrides on top."""
+    instance = Path(instance_path)
+    instance.mkdir(parents=True, exist_ok=True)
+    images_dir = Path(_env("IMAGES_DIR", "static/images"))
+    if not images_dir.is_absolute():
+        images_dir = BASE_DIR / images_dir
+    config = {
+        "SECRET_KEY": _env("SECRET_KEY") or _secret_key(instance),
+        "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", f"sqlite:///{instance / 'app.db'}"),
+        "IMAGES_DIR": str(images_dir),
+        "STABILITY_API_KEY": _env("STABILITY_API_KEY"),
+        "STABILITY_BASE_URL": _env("STABILITY_BASE_URL", "https://api.stability.ai"),
+        "STABILITY_MODEL": _env("STABILITY_MODEL", "sd3.5-large"),
+        "REPLICATE_API_TOKEN": _env("REPLICATE_API_TOKEN"),
+        "REPLICATE_BASE_URL": _env("REPLICATE_BASE_URL", "https://api.replicate.com"),
+        "REPLICATE_MODEL": _env("REPLICATE_MODEL", DEFAULT_REPLICATE_MODEL),
+        "OPENAI_API_KEY": _env("OPENAI_API_KEY"),
+        "GENERATION_TIMEOUT": float(_env("GENERATION_TIMEOUT", "120")),
+        "API_TOKENS": _csv("API_TOKENS"),
+        "RATE_LIMIT": _env("RATE_LIMIT", "30 per minute"),
+        "RATE_LIMIT_STORAGE_URI": _env("RATE_LIMIT_STORAGE_URI"),
+        "CORS_ORIGINS": _csv("CORS_ORIGINS"),
+        "PROXY_COUNT": int(_env("PROXY_COUNT", "1")),
+        "MAX_CONTENT_LENGTH": int(_env("MAX_CONTENT_LENGTH", str(1024 * 1024))),
+        "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+    }
+    configured = [
+        name
+        for name, key in (("stability", "STABILITY_API_KEY"), ("replicate", "REPLICATE_API_TOKEN"))
+        if config[key]
+    ]
+    config["DEFAULT_PROVIDER"] = _env("DEFAULT_PROVIDER", configured[0] if configured else "offline")
+    return config

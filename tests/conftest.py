@@ -1,0 +1,185 @@
+"""Fixtures: an app per test on its own SQLite file and images folder, fakes, a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+# Settings come from the tests alone, never from a developer's .env or shell.
+for _name in ("SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "STABILITY_API_KEY",
+              "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
+              "REPLICATE_MODEL", "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "CORS_ORIGINS",
+              "RATE_LIMIT_STORAGE_URI", "OPENAI_API_KEY"):
+    os.environ[_name] = ""
+
+import pytest  # noqa: E402
+from werkzeug.serving import make_server  # noqa: E402
+
+from app import create_app  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def migrated_db(tmp_path_factory):
+    """A database file at the newest migration, copied for each test (faster than migrating)."""
+    import flask_migrate
+
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    app = create_app({"SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}", "TESTING": True})
+    with app.app_context():
+        flask_migrate.upgrade()
+        from app.extensions import db
+
+        db.engine.dispose()  # the last connection to close folds the WAL into the file
+    return path
+
+
+@pytest.fixture
+def make_app(tmp_path, migrated_db):
+    """Build an app with overrides; every app gets a fresh database and images folder."""
+    made = []
+
+    def make(**overrides):
+        db_path = tmp_path / f"app{len(made)}.db"
+        shutil.copy(migrated_db, db_path)
+        config = {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret",
+            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}",
+            "IMAGES_DIR": str(tmp_path / f"images{len(made)}"),
+            "RATELIMIT_ENABLED": False,
+        }
+        config.update(overrides)
+        app = create_app(config)
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:
+        with app.app_context():
+            from app.extensions import db
+
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app):
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def images_dir(app):
+    from pathlib import Path
+
+    return Path(app.config["IMAGES_DIR"])
+
+
+def files_in(folder) -> list[str]:
+    """Every file under a folder, relative names, sorted (to prove nothing was left behind)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+
+
+class LiveServer:
+    def __init__(self, app):
+        self.app = app
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def live_server(app):
+    with LiveServer(app) as server:
+        yield server
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artifacts")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright; skipped where it is missing unless required."""
+    if not os.path.exists(CHROMIUM):
+        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+        if os.environ.get("REQUIRE_BROWSER") == "1":
+            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync"],
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def screenshot(page, name: str) -> None:
+    """Keep what the browser saw as a test artifact."""
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="session")
+def fake_stability_server():
+    from tests.fakes import FakeStability
+
+    with FakeStability() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_replicate_server():
+    from tests.fakes import FakeReplicate
+
+    with FakeReplicate() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_stability(fake_stability_server):
+    """The fake Stability API, with its log of requests emptied for this test."""
+    fake_stability_server.reset()
+    return fake_stability_server
+
+
+@pytest.fixture
+def fake_replicate(fake_replicate_server):
+    """The fake Replicate API, with its log of requests emptied for this test."""
+    fake_replicate_server.reset()
+    return fake_replicate_server
