@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from .base import Provider
 from .offline import OfflineProvider
+from .replicate import ReplicateProvider
+from .stability import StabilityProvider
 
-PROVIDER_CLASSES: tuple[type[Provider], ...] = (OfflineProvider,)
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (StabilityProvider, ReplicateProvider, OfflineProvider)
 
 
 def build_providers(config) -> dict[str, Provider]:
