@@ -65,6 +65,7 @@ def load_config(instance_path: str | Path) -> dict:
         "PROXY_COUNT": int(_env("PROXY_COUNT", "1")),
         "MAX_CONTENT_LENGTH": int(_env("MAX_CONTENT_LENGTH", str(1024 * 1024))),
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
+        "SESSION_COOKIE_SAMESITE": "Lax",
     }
     configured = [
         name

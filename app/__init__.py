@@ -9,9 +9,10 @@ from sqlalchemy import event
 
 from config import BASE_DIR, load_config
 
-from .extensions import csrf, db, migrate
+from .extensions import csrf, db, limiter, migrate
 from .generation import GenerationService
 from .providers import build_providers
+from .ratelimit import SQLiteStorage
 from .storage import ImageStore
 
 
@@ -28,6 +29,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_services(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_security(app)
     register_cli(app)
     return app
 
@@ -36,6 +38,12 @@ def register_extensions(app: Flask) -> None:
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     csrf.init_app(app)
+    app.config.setdefault(
+        "RATELIMIT_STORAGE_URI",
+        app.config["RATE_LIMIT_STORAGE_URI"]
+        or f"{SQLiteStorage.STORAGE_SCHEME[0]}:///{Path(app.instance_path) / 'ratelimit.db'}",
+    )
+    limiter.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -74,6 +82,12 @@ def register_blueprints(app: Flask) -> None:
 
 def register_error_handlers(app: Flask) -> None:
     from .errors import register
+
+    register(app)
+
+
+def register_security(app: Flask) -> None:
+    from .security import register
 
     register(app)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 from flask import Flask, render_template, request
+from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .api.errors import error_response
+from .extensions import limiter
 from .params import ValidationFailed
 from .providers.base import ProviderError
 
@@ -32,6 +37,16 @@ def register(app: Flask) -> None:
             return error_response(status, detail, headers=headers)
         return render_template("error.html", status=status, title=exc.name,
                                message=exc.description), status, headers
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded):
+        current = limiter.current_limit
+        wait = max(1, math.ceil(current.reset_at - time.time())) if current else 60
+        detail = f"Rate limit of {exc.description} exceeded; try again in {wait} s."
+        if wants_json():
+            return error_response(429, detail, headers={"Retry-After": str(wait)})
+        return render_template("error.html", status=429, title="Too many requests",
+                               message=detail), 429, {"Retry-After": str(wait)}
 
     @app.errorhandler(ValidationFailed)
     def validation_failed(exc: ValidationFailed):

@@ -48,6 +48,7 @@ def make_app(tmp_path, migrated_db):
             "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}",
             "IMAGES_DIR": str(tmp_path / f"images{len(made)}"),
             "RATELIMIT_ENABLED": False,
+            "RATELIMIT_STORAGE_URI": "memory://",
         }
         config.update(overrides)
         app = create_app(config)

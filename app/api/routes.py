@@ -11,6 +11,7 @@ from werkzeug.exceptions import UnsupportedMediaType
 from .. import gallery
 from ..extensions import db
 from ..generation import service
+from ..ratelimit import generation_limit
 from ..models import Image
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
 
@@ -32,6 +33,7 @@ def json_body():
 
 
 @bp.post("/generate")
+@generation_limit
 def generate():
     """Generate one image and return its record."""
     record = service().generate(validate(json_body()))
@@ -78,7 +80,7 @@ def list_images():
     response.headers["X-Total-Count"] = str(result.total)
     if result.next_cursor:
         args = {"limit": limit, "q": q, "provider": provider, "before": result.next_cursor}
-        next_url = url_for("api.list_images", **{k: v for k, v in args.items() if v})
+        next_url = url_for("api.list_images", _external=True, **{k: v for k, v in args.items() if v})
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response
 

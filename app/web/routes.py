@@ -7,6 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from .. import gallery
 from ..extensions import db
 from ..generation import service
+from ..ratelimit import generation_limit
 from ..models import Image
 from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
@@ -65,6 +66,7 @@ def index():
 
 
 @bp.post("/")
+@generation_limit
 def generate():
     """Run a generation from the form and show the image, or the form again with the error."""
     form = _form()

@@ -1,0 +1,69 @@
+"""What guards the app: API tokens, CORS, security headers, secure cookies, the proxy in front."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .api.errors import error_response
+
+CONTENT_SECURITY_POLICY = "; ".join([
+    "default-src 'self'",
+    "script-src 'self'",
+    "style-src 'self' 'unsafe-inline'",
+    "img-src 'self' data: blob:",
+    "connect-src 'self'",
+    "object-src 'none'",
+    "base-uri 'self'",
+    "form-action 'self'",
+    "frame-ancestors 'none'",
+])
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "strict-origin-when-cross-origin",
+    "X-Frame-Options": "DENY",
+}
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is Secure whenever the request came over https."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+def register(app: Flask) -> None:
+    count = app.config["PROXY_COUNT"]
+    if count:
+        # Trust X-Forwarded-* from exactly the proxies in front, no more (else clients spoof them).
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count,
+                                x_prefix=count)
+    app.session_interface = SessionInterface()
+    if app.config["CORS_ORIGINS"]:
+        CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
+             allow_headers=["Authorization", "Content-Type"],
+             expose_headers=["Location", "Link", "X-Total-Count", "Retry-After"], max_age=600)
+
+    @app.before_request
+    def require_api_token():
+        tokens = app.config["API_TOKENS"]
+        if not tokens or not request.path.startswith("/api/") or request.method == "OPTIONS":
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        given_bytes = given.strip().encode()
+        matches = [hmac.compare_digest(given_bytes, token.encode()) for token in tokens]
+        if scheme.lower() == "bearer" and any(matches):
+            return None
+        return error_response(401, "Missing or invalid API token (Authorization: Bearer <token>).",
+                              headers={"WWW-Authenticate": "Bearer"})
+
+    @app.after_request
+    def security_headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
