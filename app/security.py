@@ -41,8 +41,7 @@ def register(app: Flask) -> None:
     count = app.config["PROXY_COUNT"]
     if count:
         # Trust X-Forwarded-* from exactly the proxies in front, no more (else clients spoof them).
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count,
-                                x_prefix=count)
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     app.session_interface = SessionInterface()
     if app.config["CORS_ORIGINS"]:
         CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},

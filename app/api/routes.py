@@ -89,13 +89,13 @@ def _image_or_404(image_id: int) -> Image:
     return db.get_or_404(Image, image_id, description=f"Image {image_id} not found.")
 
 
-@bp.get("/images/<int:image_id>")
+@bp.get("/images/<image_id:image_id>")
 def get_image(image_id: int):
     """One image record."""
     return jsonify(_image_or_404(image_id).to_dict())
 
 
-@bp.delete("/images/<int:image_id>")
+@bp.delete("/images/<image_id:image_id>")
 def delete_image(image_id: int):
     """Delete the record, the file and the thumbnail."""
     service().delete(_image_or_404(image_id))
