@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+from flask import abort
 
 from .extensions import db
 from .models import Image
+
+MAX_ID = 2**63 - 1  # SQLite's integers; a larger id names no image
+
+
+def get_or_404(image_id: int) -> Image:
+    """One record, or a 404 (also for ids no database integer can hold)."""
+    if not 0 < image_id <= MAX_ID:
+        abort(404, description=f"Image {image_id} not found.")
+    return db.get_or_404(Image, image_id, description=f"Image {image_id} not found.")
 
 
 class BadCursor(ValueError):
@@ -22,6 +34,7 @@ class Page:
     items: list[Image]
     total: int
     next_cursor: str | None
+    prev_cursor: str | None = None  # the cursor of the newer page, when there is one
 
 
 def encode_cursor(image: Image) -> str:
@@ -38,30 +51,98 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise BadCursor(cursor) from exc
 
 
+# The full-text index that migration 0002 adds on SQLite (external content: rowid is image.id).
+_image_fts = sa.table("image_fts", sa.column("rowid", sa.Integer))
+_has_fts: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
+_TOKEN_CHAR = re.compile(r"[^\W_]")
+
+
+def _full_text_index() -> bool:
+    """Whether this database has the FTS5 index (SQLite at migration 0002 or later)."""
+    engine = db.engine
+    if engine not in _has_fts:
+        _has_fts[engine] = engine.dialect.name == "sqlite" and db.session.scalar(
+            sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'image_fts'")
+        ) == 1
+    return _has_fts[engine]
+
+
+def _like(word: str):
+    pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    return sa.or_(Image.prompt.ilike(pattern, escape="\\"),
+                  Image.negative_prompt.ilike(pattern, escape="\\"))
+
+
+def _search(q: str) -> list:
+    """Every word must appear in the prompt or the negative prompt, ignoring case.
+
+    With the full-text index a word matches the start of a word in the text ("fox" finds "foxes");
+    a word holding punctuation must also appear as typed, and one with no letters or digits at all
+    is only a substring match. Each word is quoted, so FTS syntax (AND, NEAR, *, -) is plain text.
+    """
+    words = q.split()
+    if not _full_text_index():
+        return [_like(word) for word in words]
+    phrases = ['"' + word.replace('"', '""') + '"*' for word in words if _TOKEN_CHAR.search(word)]
+    conditions = [_like(word) for word in words if not word.isalnum()]
+    if phrases:
+        match = sa.literal_column("image_fts").op("MATCH")(" AND ".join(phrases))
+        conditions.insert(0, Image.id.in_(sa.select(_image_fts.c.rowid).where(match)))
+    return conditions
+
+
 def _filters(q: str | None, provider: str | None) -> list:
     conditions = []
     if provider:
         conditions.append(Image.provider == provider)
-    for word in (q or "").split():
-        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conditions.append(
-            sa.or_(Image.prompt.ilike(pattern, escape="\\"),
-                   Image.negative_prompt.ilike(pattern, escape="\\"))
-        )
+    if q and q.strip():
+        conditions += _search(q)
     return conditions
 
 
 def page(limit: int = 50, before: str | None = None, q: str | None = None,
-         provider: str | None = None) -> Page:
-    """One page of records, newest first, and the cursor of the next page if there is one."""
+         provider: str | None = None, after: str | None = None) -> Page:
+    """One page of records, newest first, with the cursors of the older and newer pages.
+
+    `before` gives the records older than a cursor, `after` the ones just newer than it.
+    """
     conditions = _filters(q, provider)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Image).where(*conditions))
-    query = sa.select(Image).where(*conditions)
-    if before:
-        created_at, image_id = decode_cursor(before)
-        query = query.where(sa.tuple_(Image.created_at, Image.id) < (created_at, image_id))
-    query = query.order_by(Image.created_at.desc(), Image.id.desc()).limit(limit + 1)
-    items = list(db.session.scalars(query))
-    has_more = len(items) > limit
-    items = items[:limit]
-    return Page(items, total or 0, encode_cursor(items[-1]) if has_more else None)
+    key = sa.tuple_(Image.created_at, Image.id)
+    query = sa.select(Image.id).where(*conditions)
+    if after:
+        query = query.where(key > decode_cursor(after))
+        query = query.order_by(Image.created_at.asc(), Image.id.asc()).limit(limit + 1)
+        items = _load(query)[::-1]
+        has_newer = len(items) > limit
+        items = items[:limit][::-1]
+        has_older = bool(items) and _exists(conditions, key < (items[-1].created_at, items[-1].id))
+    else:
+        if before:
+            query = query.where(key < decode_cursor(before))
+        query = query.order_by(Image.created_at.desc(), Image.id.desc()).limit(limit + 1)
+        items = _load(query)
+        has_older = len(items) > limit
+        items = items[:limit]
+        has_newer = bool(before) and bool(items) and _exists(
+            conditions, key > (items[0].created_at, items[0].id))
+    return Page(
+        items,
+        total or 0,
+        encode_cursor(items[-1]) if has_older else None,
+        encode_cursor(items[0]) if has_newer else None,
+    )
+
+
+def _load(ids: sa.Select) -> list[Image]:
+    """The records whose ids a query picks, newest first.
+
+    Choosing the ids first reads only the indexes (ix_image_id_created_provider covers a search's
+    matches), then only the page's rows are read whole.
+    """
+    query = sa.select(Image).where(Image.id.in_(ids))
+    return list(db.session.scalars(query.order_by(Image.created_at.desc(), Image.id.desc())))
+
+
+def _exists(conditions: list, condition) -> bool:
+    return bool(db.session.scalar(sa.select(sa.exists().where(*conditions, condition))))

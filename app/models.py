@@ -37,6 +37,9 @@ class Image(db.Model):
     __table_args__ = (
         sa.Index("ix_image_created", "created_at", "id"),
         sa.Index("ix_image_provider_created", "provider", "created_at", "id"),
+        # Covers what paging needs, so the ids matched by a search are sorted by date without
+        # reading their whole rows (prompts and parameters).
+        sa.Index("ix_image_id_created_provider", "id", "created_at", "provider"),
         # AUTOINCREMENT: an id is never reused, so a cached thumbnail URL never shows another image.
         {"sqlite_autoincrement": True},
     )
