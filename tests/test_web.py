@@ -1,5 +1,6 @@
 """The pages, through the Flask client with CSRF switched on as in production."""
 
+import json
 import re
 
 import pytest
@@ -121,3 +122,126 @@ def test_html_404_page(client):
     assert response.status_code == 404
     assert response.mimetype == "text/html"
     assert "Gallery" in response.get_data(as_text=True)
+
+
+INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>")
+INLINE_HANDLER = re.compile(r"<[^>]+\son[a-z]+\s*=", re.IGNORECASE)
+
+
+def test_pages_have_no_inline_script_for_the_csp(client):
+    location = client.post("/", data=form_data(client)).headers["Location"]
+    for path in ("/", "/images", location, "/docs", "/images/999"):
+        page = client.get(path).get_data(as_text=True)
+        assert not INLINE_SCRIPT.search(page), path
+        assert not INLINE_HANDLER.search(page), path
+        assert "https://" not in page and "http://" not in page, path
+
+
+def test_form_carries_the_provider_data_and_the_rules(client):
+    page = client.get("/").get_data(as_text=True)
+    data = re.search(r'<script type="application/json" id="providers-data">(.*?)</script>',
+                     page, re.S).group(1)
+    providers = {p["name"]: p for p in json.loads(data)}
+    assert providers["offline"]["configured"] and not providers["stability"]["configured"]
+    assert "Replicate: not configured" in page
+    assert re.search(r'<input[^>]* checked id="random_seed"', page)
+    assert re.search(r'<input[^>]* name="seed" type="number" value="">', page)
+    assert "1–20." in page and "512–2048, multiple of 64." in page
+    assert page.count('name="steps"') == 1 and page.count('name="cfg_scale"') == 1
+
+
+def test_random_seed_checkbox_wins_over_a_typed_seed(client):
+    location = client.post("/", data=form_data(client, seed="55", random_seed="y")).headers[
+        "Location"]
+    page = client.get(location).get_data(as_text=True)
+    assert "Seed: 55," not in page
+    assert re.search(r"<td>[^<]*random[^<]*</td>", page)
+
+
+@pytest.mark.parametrize("fault, status, title", [
+    ("402", 402, "out of credits"),
+    ("403", 422, "refused this prompt"),
+])
+def test_provider_errors_show_a_titled_banner(make_app, fake_stability, fault, status, title):
+    app = make_app(WTF_CSRF_ENABLED=True, STABILITY_API_KEY=fake_stability.api_key,
+                   STABILITY_BASE_URL=fake_stability.url)
+    client = app.test_client()
+    response = client.post("/", data=form_data(client, provider="stability",
+                                               prompt=f"a cat [fault:{fault}]"))
+    assert response.status_code == status
+    page = response.get_data(as_text=True)
+    assert 'role="alert"' in page and title in page
+    assert f"a cat [fault:{fault}]</textarea>" in page
+    assert fake_stability.api_key not in page
+
+
+def test_model_range_error_is_shown_at_the_field_with_the_limit(make_app, fake_stability):
+    app = make_app(WTF_CSRF_ENABLED=True, STABILITY_API_KEY=fake_stability.api_key,
+                   STABILITY_BASE_URL=fake_stability.url)
+    client = app.test_client()
+    response = client.post("/", data=form_data(client, provider="stability", cfg_scale="15",
+                                               model="sd3.5-large"))
+    assert response.status_code == 422
+    page = response.get_data(as_text=True)
+    error = re.search(r'<p class="field-error" id="cfg_scale-error">([^<]*)</p>', page)
+    assert error and "between 1 and 10" in error.group(1)
+    assert "1–10 on SD 3.5 Large." in page
+
+
+def test_image_page_shows_requested_beside_used_values(make_app, fake_stability):
+    app = make_app(WTF_CSRF_ENABLED=True, STABILITY_API_KEY=fake_stability.api_key,
+                   STABILITY_BASE_URL=fake_stability.url)
+    client = app.test_client()
+    location = client.post("/", data=form_data(
+        client, provider="stability", model="sd3.5-large", width="960", height="640",
+        prompt="a filtered cat [fault:filtered]")).headers["Location"]
+    page = client.get(location).get_data(as_text=True)
+    row = re.search(r"<th scope=\"row\">Size</th>\s*<td>(.*?)</td>\s*<td>(.*?)</td>", page, re.S)
+    assert row.group(1).strip() == "1216×832" and row.group(2).strip() == "960×640"
+    assert "ignored" in page and "Ignored:</strong> Steps" in page
+    assert "Content filtered by the provider" in page
+    assert 'data-confirm="Delete this image?' in page
+    assert "Size: 1216x832, Model: sd3.5-large" in page
+
+
+def test_gallery_pages_both_ways(app, client):
+    from app.web.routes import GALLERY_PAGE
+
+    for i in range(GALLERY_PAGE + 5):
+        client.post("/api/generate", json={"prompt": f"tile {i}", "width": 512, "height": 512})
+    first = client.get("/images").get_data(as_text=True)
+    assert 'rel="prev"' not in first and f"{GALLERY_PAGE + 5} images" in first
+    older_url = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    older = client.get(older_url).get_data(as_text=True)
+    assert older.count('<li>') == 5 and 'alt="tile 0"' in older and 'rel="next"' not in older
+    newer_url = re.search(r'href="([^"]+)" rel="prev"', older).group(1).replace("&amp;", "&")
+    newer = client.get(newer_url).get_data(as_text=True)
+    assert newer.count('<li>') == GALLERY_PAGE and f'alt="tile {GALLERY_PAGE + 4}"' in newer
+    assert 'rel="prev"' not in newer
+    assert client.get("/images?before=garbage!").status_code == 404
+
+
+def test_gallery_empty_state_points_to_the_form(client):
+    page = client.get("/images").get_data(as_text=True)
+    assert "No images yet" in page and 'href="/"' in page
+    page = client.get("/images?q=nothing").get_data(as_text=True)
+    assert "No images match" in page and "Show all images" in page
+
+
+def test_friendly_500_page(app, client):
+    def boom():
+        raise RuntimeError("secret internals")
+
+    app.add_url_rule("/boom", view_func=boom)
+    response = client.get("/boom")
+    assert response.status_code == 500 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "Something went wrong" in page and "secret internals" not in page
+    assert "Open the gallery" in page
+
+
+def test_docs_page_and_assets(client):
+    page = client.get("/docs").get_data(as_text=True)
+    assert 'data-spec-url="/api/openapi.json"' in page
+    with client.get("/docs/assets/swagger-ui.css") as response:
+        assert response.status_code == 200 and response.mimetype == "text/css"

@@ -11,9 +11,8 @@ from werkzeug.exceptions import UnsupportedMediaType
 from .. import gallery
 from ..extensions import db
 from ..generation import service
-from ..ratelimit import generation_limit
-from ..models import Image
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
+from ..ratelimit import generation_limit
 
 bp = Blueprint("api", __name__)
 
@@ -85,20 +84,16 @@ def list_images():
     return response
 
 
-def _image_or_404(image_id: int) -> Image:
-    return db.get_or_404(Image, image_id, description=f"Image {image_id} not found.")
-
-
-@bp.get("/images/<image_id:image_id>")
+@bp.get("/images/<int:image_id>")
 def get_image(image_id: int):
     """One image record."""
-    return jsonify(_image_or_404(image_id).to_dict())
+    return jsonify(gallery.get_or_404(image_id).to_dict())
 
 
-@bp.delete("/images/<image_id:image_id>")
+@bp.delete("/images/<int:image_id>")
 def delete_image(image_id: int):
     """Delete the record, the file and the thumbnail."""
-    service().delete(_image_or_404(image_id))
+    service().delete(gallery.get_or_404(image_id))
     return "", 204
 
 
@@ -129,3 +124,12 @@ def health():
     }
     return jsonify(body), 200 if database == "ok" else 503
 
+
+@bp.get("/openapi.json")
+def openapi():
+    """The OpenAPI 3.1 document, generated from the parameter rules."""
+    from .openapi import document
+
+    # Not jsonify(): it sorts keys, and the document reads best in its own order.
+    return current_app.response_class(json.dumps(document(), ensure_ascii=False),
+                                      mimetype="application/json")

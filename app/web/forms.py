@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import FloatField, IntegerField, SelectField, TextAreaField
+from wtforms import BooleanField, FloatField, IntegerField, SelectField, TextAreaField
 from wtforms.validators import Optional
 
 from ..params import BY_NAME, Param
@@ -40,11 +40,13 @@ class GenerateForm(FlaskForm):
     steps = _field(IntegerField, "steps")
     cfg_scale = _field(FloatField, "cfg_scale")
     seed = _field(IntegerField, "seed", validators=[Optional()])
+    random_seed = BooleanField("Random seed", description="A new seed each time; uncheck to "
+                               "use the seed above.")
 
     def parameters(self) -> dict:
         """The submitted values, as the JSON API would receive them."""
         data = {name: field.data for name, field in self._fields.items() if name in BY_NAME}
-        data["seed"] = data.get("seed") or 0
+        data["seed"] = 0 if self.random_seed.data else data.get("seed") or 0
         return data
 
     def add_errors(self, errors: list[dict]) -> None:

@@ -1,22 +1,40 @@
-"""The pages: the generation form, the gallery and one image."""
+"""The pages: the generation form, the gallery, one image and the API docs."""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    send_from_directory,
+    url_for,
+)
+from swagger_ui_bundle import swagger_ui_path
 
 from .. import gallery
-from ..extensions import db
 from ..generation import service
-from ..ratelimit import generation_limit
 from ..models import Image
 from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
+from ..ratelimit import generation_limit
 from .forms import GenerateForm
 
 bp = Blueprint("web", __name__)
 
 PREFILL = ("prompt", "negative_prompt", "provider", "model", "width", "height", "steps",
            "cfg_scale", "seed")
+GALLERY_PAGE = 48
+BANNER_TITLES = {
+    "provider_not_configured": "This provider is not configured",
+    "credits_exhausted": "The provider account is out of credits",
+    "content_moderation": "The provider refused this prompt",
+    "rate_limited": "Too many requests",
+    "upstream_error": "The provider failed",
+    "upstream_timeout": "The generation timed out",
+}
 
 
 def _form(**prefill) -> GenerateForm:
@@ -32,15 +50,34 @@ def _form(**prefill) -> GenerateForm:
     form.model.choices = {"": [("", "Provider's default")], **form.model.choices}
     if not form.provider.data:
         form.provider.data = generation.default_provider
+    if not form.is_submitted():
+        form.random_seed.data = not form.seed.data
+        if not form.seed.data:
+            form.seed.data = None
     return form
 
 
-def _render_form(form: GenerateForm, banner: str | None = None, status: int = 200):
+def _limits(form: GenerateForm, providers: list[dict]) -> dict:
+    """The chosen model (or the provider's default) as the form shows it before any script runs."""
+    provider = next((p for p in providers if p["name"] == form.provider.data), providers[-1])
+    name = form.model.data or provider["default_model"]
+    model = next((m for m in provider["models"] if m["name"] == name), provider["models"][0])
+    return {"provider": provider, "model": model}
+
+
+def _render_form(form: GenerateForm, banner: ProviderError | None = None, status: int = 200):
+    generation = service()
     recent = gallery.page(limit=12).items
-    providers = [p.describe(default=p.name == service().default_provider)
-                 for p in service().providers.values()]
-    return render_template("index.html", form=form, recent=recent, banner=banner,
-                           providers=providers), status
+    providers = [p.describe(default=p.name == generation.default_provider)
+                 for p in generation.providers.values()]
+    headers = {}
+    if banner is not None and banner.retry_after:
+        headers["Retry-After"] = str(banner.retry_after)
+    return render_template(
+        "index.html", form=form, recent=recent, providers=providers, params=BY_NAME,
+        current=_limits(form, providers), banner=banner,
+        banner_title=BANNER_TITLES.get(banner.code, "The generation failed") if banner else None,
+    ), status, headers
 
 
 def _prefill_from(image: Image, keep_prompt: bool) -> dict:
@@ -58,7 +95,7 @@ def index():
     prefill = {}
     source = request.args.get("from", type=int)
     if source is not None:
-        image = db.get_or_404(Image, source)
+        image = gallery.get_or_404(source)
         prefill = _prefill_from(image, keep_prompt=request.args.get("keep") != "seed")
     else:
         prefill = {name: request.args[name] for name in PREFILL if request.args.get(name)}
@@ -78,7 +115,7 @@ def generate():
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
     except ProviderError as exc:
-        return _render_form(form, banner=exc.detail, status=exc.status)
+        return _render_form(form, banner=exc, status=exc.status)
     return redirect(url_for("web.image", image_id=record.id), code=303)
 
 
@@ -89,23 +126,65 @@ def images():
     provider = request.args.get("provider") or None
     if provider not in (None, *BY_NAME["provider"].choices):
         provider = None
+    before = request.args.get("before") or None
+    after = None if before else request.args.get("after") or None
     try:
-        result = gallery.page(48, request.args.get("before") or None, q or None, provider)
+        result = gallery.page(GALLERY_PAGE, before, q or None, provider, after=after)
     except gallery.BadCursor:
         abort(404)
     return render_template("gallery.html", page=result, q=q, provider=provider,
-                           providers=list(service().providers.values()))
+                           providers=list(service().providers.values()),
+                           paged=bool(before or after))
+
+
+def _rows(image: Image) -> list[dict]:
+    """Each parameter with the value used, and the value asked for when that differs."""
+    asked = image.requested or {}
+    size = (image.width, image.height)
+    asked_size = (asked.get("width", image.width), asked.get("height", image.height))
+    asked_seed = asked.get("seed", image.seed)
+    rows = [
+        ("Provider", image.provider, asked.get("provider", image.provider), []),
+        ("Model", image.model, asked.get("model", image.model), []),
+        ("Size", "{}×{}".format(*size), "{}×{}".format(*asked_size), ["width", "height"]),
+        ("Steps", image.steps, asked.get("steps", image.steps), ["steps"]),
+        ("CFG scale", f"{image.cfg_scale:g}", f"{asked.get('cfg_scale', image.cfg_scale):g}",
+         ["cfg_scale"]),
+        ("Seed", image.seed, "random" if asked_seed == 0 else asked_seed, []),
+    ]
+    return [
+        {"label": label, "used": used, "asked": asked_value if asked_value != used else None,
+         "ignored": any(name in image.ignored for name in names)}
+        for label, used, asked_value, names in rows
+    ]
 
 
 @bp.get("/images/<int:image_id>")
 def image(image_id: int):
     """One image with every parameter."""
-    return render_template("image.html", image=db.get_or_404(Image, image_id))
+    record = gallery.get_or_404(image_id)
+    provider = service().providers.get(record.provider)
+    return render_template("image.html", image=record, rows=_rows(record),
+                           provider_label=provider.label if provider else record.provider,
+                           ignored=[BY_NAME[n].label if n in BY_NAME else n
+                                    for n in record.ignored])
 
 
 @bp.post("/images/<int:image_id>/delete")
 def delete(image_id: int):
     """Delete an image (the form carries the CSRF token)."""
-    service().delete(db.get_or_404(Image, image_id))
+    service().delete(gallery.get_or_404(image_id))
     flash("Image deleted.")
     return redirect(url_for("web.images"), code=303)
+
+
+@bp.get("/docs")
+def docs():
+    """Interactive API docs (Swagger UI, served by the app itself)."""
+    return render_template("docs.html")
+
+
+@bp.get("/docs/assets/<path:filename>")
+def docs_asset(filename: str):
+    """Swagger UI's files, from the swagger_ui_bundle package (no CDN)."""
+    return send_from_directory(swagger_ui_path, filename, max_age=86400)

@@ -1,0 +1,385 @@
+"""The OpenAPI 3.1 document, generated from the parameter rules and the error code table.
+
+The request schema comes from app.params.PARAMS, the error codes from app.api.errors.CODES and
+the provider errors, so the document cannot drift from what the API enforces. It keeps to the
+subset of JSON Schema that OpenAPI 3.0 shares, so the bundled Swagger UI can render it too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..params import MAX_SEED, PARAMS, PROVIDER_NAMES
+from ..providers.base import TUNABLE, ProviderError
+from .errors import CODES
+
+TITLE = "Imagegen API"
+VERSION = "1.0.0"
+REF = "#/components/schemas/"
+
+# Why each status happens, in the words of the contract; the codes themselves come from the code.
+SITUATIONS = {
+    "provider_not_configured": "The provider's key is not configured on the server.",
+    "unauthorized": "Missing or wrong API token (only when the server sets API_TOKENS).",
+    "credits_exhausted": "The provider says the account is out of credits.",
+    "not_found": "Unknown image id or route.",
+    "payload_too_large": "The request body is too large.",
+    "unsupported_media_type": "The request body is not JSON.",
+    "validation_error": "An unknown field, a wrong type or a value out of range.",
+    "content_moderation": "The provider refused the prompt (moderation).",
+    "rate_limited": "Our rate limit or the provider's; wait for Retry-After seconds.",
+    "upstream_error": "The provider failed, answered garbage, or rejected our key.",
+    "upstream_timeout": "The generation took longer than GENERATION_TIMEOUT.",
+}
+EXAMPLE_DETAILS = {
+    "provider_not_configured": "Provider 'stability' is not configured: set STABILITY_API_KEY.",
+    "unauthorized": "Missing or invalid API token.",
+    "credits_exhausted": "The provider account is out of credits.",
+    "not_found": "Image 42 not found.",
+    "payload_too_large": "Request body too large.",
+    "unsupported_media_type": "Request body must be JSON (Content-Type: application/json).",
+    "content_moderation": "The provider refused the prompt.",
+    "rate_limited": "Too many requests: 30 per 1 minute.",
+    "upstream_error": "The provider answered with an unusable image.",
+    "upstream_timeout": "The provider did not answer within 120 seconds.",
+}
+GENERATE_STATUSES = (400, 401, 402, 404, 413, 415, 422, 429, 502, 504)
+
+
+def provider_codes() -> dict[int, list[str]]:
+    """Each status the generation can fail with, and the codes it carries."""
+    codes: dict[int, list[str]] = {}
+    for cls in _subclasses(ProviderError):
+        if cls.code not in codes.setdefault(cls.status, []):
+            codes[cls.status].append(cls.code)
+    return codes
+
+
+def _subclasses(cls: type) -> list[type]:
+    found = []
+    for sub in cls.__subclasses__():
+        found += [sub, *_subclasses(sub)]
+    return found
+
+
+def codes_for(status: int, *, generation: bool = False) -> list[str]:
+    """The `error` codes one status may carry: the provider's on generation, else the table's."""
+    codes = []
+    if status == 422:
+        codes.append(CODES[422])
+    if generation:
+        codes += [c for c in provider_codes().get(status, []) if c not in codes]
+    if not codes:
+        codes.append(CODES[status])
+    return codes
+
+
+def error_response(status: int, *, generation: bool = False) -> dict:
+    codes = codes_for(status, generation=generation)
+    content: dict[str, Any] = {"schema": {"$ref": REF + "Error"}}
+    examples = {
+        code: {"summary": SITUATIONS.get(code, code),
+               "value": {"detail": EXAMPLE_DETAILS.get(code, "..."), "error": code}}
+        for code in codes
+        if code != "validation_error"
+    }
+    if "validation_error" in codes:
+        content["schema"] = (
+            {"oneOf": [{"$ref": REF + "ValidationError"}, {"$ref": REF + "Error"}]}
+            if len(codes) > 1 else {"$ref": REF + "ValidationError"}
+        )
+        examples = {"validation_error": {
+            "summary": SITUATIONS["validation_error"],
+            "value": {"detail": [{"loc": ["body", "steps"],
+                                  "msg": "Input should be less than or equal to 50",
+                                  "type": "less_than_equal"}],
+                      "error": "validation_error"},
+        }, **examples}
+    content["examples"] = examples
+    description = " ".join(f"`{code}`: {SITUATIONS.get(code, code)}" for code in codes)
+    response: dict[str, Any] = {"description": description,
+                                "content": {"application/json": content}}
+    if status == 429:
+        response["headers"] = {"Retry-After": {
+            "description": "Seconds to wait before trying again.",
+            "schema": {"type": "integer"}}}
+    return response
+
+
+def _errors(*statuses: int, generation: bool = False) -> dict:
+    return {str(s): error_response(s, generation=generation) for s in statuses}
+
+
+def request_schema() -> dict:
+    return {
+        "type": "object",
+        "properties": {param.name: param.json_schema() for param in PARAMS},
+        "required": [param.name for param in PARAMS if param.required],
+        "additionalProperties": False,
+    }
+
+
+def image_schema() -> dict:
+    tunable = {p.name: p.json_schema() for p in PARAMS if p.name not in ("prompt",
+                                                                         "negative_prompt")}
+    string, integer = {"type": "string"}, {"type": "integer"}
+    return {
+        "type": "object",
+        "properties": {
+            "id": integer,
+            "filename": {"type": "string", "description": "<YYYYMMDD_HHMMSS>_<id>.<ext>"},
+            "url": {"type": "string", "description": "/static/images/<filename>"},
+            "thumbnail_url": {"type": "string", "description": "/static/images/thumbs/<id>.webp"},
+            "prompt": string,
+            "negative_prompt": string,
+            "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
+            "model": string,
+            "seed": {"type": "integer", "minimum": 1, "maximum": MAX_SEED,
+                     "description": "The seed actually used (never 0)."},
+            "width": {"type": "integer", "description": "Of the stored image."},
+            "height": {"type": "integer", "description": "Of the stored image."},
+            "steps": integer,
+            "cfg_scale": {"type": "number"},
+            "requested": {"type": "object", "description": "The parameters as asked.",
+                          "properties": tunable},
+            "ignored": {"type": "array", "items": {"type": "string", "enum": list(TUNABLE)},
+                        "description": "Parameters the provider could not honour."},
+            "content_filtered": {"type": "boolean"},
+            "format": {"type": "string", "enum": ["png", "jpg", "webp"]},
+            "file_size": {"type": "integer", "description": "Bytes."},
+            "duration_ms": integer,
+            "created_at": {"type": "string", "format": "date-time"},
+        },
+        "required": ["id", "filename", "url", "thumbnail_url", "prompt", "negative_prompt",
+                     "provider", "model", "seed", "width", "height", "steps", "cfg_scale",
+                     "requested", "ignored", "content_filtered", "format", "file_size",
+                     "duration_ms", "created_at"],
+    }
+
+
+IMAGE_EXAMPLE = {
+    "id": 1, "filename": "20250101_120000_1.png", "url": "/static/images/20250101_120000_1.png",
+    "thumbnail_url": "/static/images/thumbs/1.webp",
+    "prompt": "A serene mountain landscape at sunset, digital art",
+    "negative_prompt": "blurry, low quality", "provider": "offline", "model": "abstract",
+    "seed": 1234567, "width": 1024, "height": 1024, "steps": 30, "cfg_scale": 7.0,
+    "requested": {"provider": "offline", "model": "abstract", "width": 1024, "height": 1024,
+                  "steps": 30, "cfg_scale": 7.0, "seed": 0},
+    "ignored": [], "content_filtered": False, "format": "png", "file_size": 812345,
+    "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00",
+}
+
+
+def schemas() -> dict:
+    all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs)})
+    return {
+        "GenerateRequest": request_schema(),
+        "Image": image_schema(),
+        "Error": {
+            "type": "object",
+            "properties": {
+                "detail": {"description": "A message, or a list of problems.",
+                           "oneOf": [{"type": "string"}, {"type": "array", "items": {}}]},
+                "error": {"type": "string", "enum": all_codes},
+            },
+            "required": ["detail", "error"],
+        },
+        "ValidationError": {
+            "type": "object",
+            "description": "FastAPI's shape: one entry per problem.",
+            "properties": {
+                "detail": {"type": "array", "items": {
+                    "type": "object",
+                    "properties": {
+                        "loc": {"type": "array", "items": {"oneOf": [{"type": "string"},
+                                                                     {"type": "integer"}]}},
+                        "msg": {"type": "string"},
+                        "type": {"type": "string"},
+                    },
+                    "required": ["loc", "msg", "type"],
+                }},
+                "error": {"type": "string", "enum": [CODES[422]]},
+            },
+            "required": ["detail", "error"],
+        },
+        "Model": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "label": {"type": "string"},
+                "honours": {"type": "array", "items": {"type": "string"}},
+                "ignores": {"type": "array", "items": {"type": "string"}},
+                "limits": {"type": "object", "description": "Narrower ranges, per parameter.",
+                           "additionalProperties": {"type": "object", "properties": {
+                               "minimum": {"type": "number"}, "maximum": {"type": "number"}}}},
+                "sizes": {"type": "array", "description": "The exact sizes the model makes.",
+                          "items": {"type": "array", "items": {"type": "integer"}}},
+                "notes": {"type": "string"},
+            },
+        },
+        "Provider": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": list(PROVIDER_NAMES)},
+                "label": {"type": "string"},
+                "configured": {"type": "boolean"},
+                "default": {"type": "boolean",
+                            "description": "Used when a request names no provider."},
+                "default_model": {"type": "string"},
+                "models": {"type": "array", "items": {"$ref": REF + "Model"}},
+            },
+        },
+        "Health": {
+            "type": "object",
+            "properties": {
+                "status": {"type": "string", "enum": ["ok", "degraded"]},
+                "stability_key": {"type": "boolean"},
+                "replicate_key": {"type": "boolean"},
+                "openai_key": {"type": "boolean"},
+                "database": {"type": "string", "enum": ["ok", "error"]},
+            },
+        },
+    }
+
+
+def _json(schema: dict, description: str, example: Any = None) -> dict:
+    content: dict[str, Any] = {"schema": schema}
+    if example is not None:
+        content["example"] = example
+    return {"description": description, "content": {"application/json": content}}
+
+
+IMAGE_ID = {"name": "image_id", "in": "path", "required": True,
+            "schema": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}}
+
+
+def paths() -> dict:
+    generate_example = {
+        "prompt": "A serene mountain landscape at sunset, digital art",
+        "negative_prompt": "blurry, low quality", "provider": "offline",
+        "width": 1024, "height": 1024, "steps": 30, "cfg_scale": 7.0, "seed": 0,
+    }
+    image = {"$ref": REF + "Image"}
+    return {
+        "/api/generate": {"post": {
+            "operationId": "generate",
+            "summary": "Generate one image",
+            "description": "Runs the generation synchronously and returns the stored record.",
+            "tags": ["images"],
+            "requestBody": {"required": True, "content": {"application/json": {
+                "schema": {"$ref": REF + "GenerateRequest"},
+                "examples": {
+                    "offline": {"summary": "The offline renderer (no key needed)",
+                                "value": generate_example},
+                    "minimal": {"summary": "Only a prompt: every other field has a default",
+                                "value": {"prompt": "a lighthouse in a storm"}},
+                },
+            }}},
+            "responses": {
+                "201": {**_json(image, "Created: the image record.", IMAGE_EXAMPLE),
+                        "headers": {"Location": {"description": "/api/images/<id>",
+                                                 "schema": {"type": "string"}}}},
+                **_errors(*GENERATE_STATUSES, generation=True),
+            },
+        }},
+        "/api/images": {"get": {
+            "operationId": "listImages",
+            "summary": "List images, newest first",
+            "tags": ["images"],
+            "parameters": [
+                {"name": "limit", "in": "query", "description": "Records per page.",
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}},
+                {"name": "before", "in": "query",
+                 "description": "Cursor from the previous page's Link header.",
+                 "schema": {"type": "string"}},
+                {"name": "q", "in": "query",
+                 "description": "Words that must all appear in the prompt or negative prompt.",
+                 "schema": {"type": "string"}},
+                {"name": "provider", "in": "query", "description": "Only this provider's images.",
+                 "schema": {"type": "string", "enum": list(PROVIDER_NAMES)}},
+            ],
+            "responses": {
+                "200": {**_json({"type": "array", "items": image}, "One page of records.",
+                                [IMAGE_EXAMPLE]),
+                        "headers": {
+                            "Link": {"description": 'The next page: `<url>; rel="next"`.',
+                                     "schema": {"type": "string"}},
+                            "X-Total-Count": {"description": "Records matching the filter.",
+                                              "schema": {"type": "integer"}},
+                        }},
+                **_errors(401, 422),
+            },
+        }},
+        "/api/images/{image_id}": {
+            "parameters": [IMAGE_ID],
+            "get": {
+                "operationId": "getImage",
+                "summary": "One image record",
+                "tags": ["images"],
+                "responses": {"200": _json(image, "The record.", IMAGE_EXAMPLE),
+                              **_errors(401, 404)},
+            },
+            "delete": {
+                "operationId": "deleteImage",
+                "summary": "Delete an image: record, file and thumbnail",
+                "tags": ["images"],
+                "responses": {"204": {"description": "Deleted."}, **_errors(401, 404)},
+            },
+        },
+        "/api/providers": {"get": {
+            "operationId": "listProviders",
+            "summary": "Providers, their models and what each model honours",
+            "tags": ["providers"],
+            "responses": {"200": _json({"type": "array", "items": {"$ref": REF + "Provider"}},
+                                       "Every provider, configured or not."),
+                          **_errors(401)},
+        }},
+        "/health": {"get": {
+            "operationId": "health",
+            "summary": "Liveness, configured keys (never their values) and the database",
+            "tags": ["service"],
+            "security": [],
+            "responses": {
+                "200": _json({"$ref": REF + "Health"}, "Healthy.",
+                             {"status": "ok", "stability_key": False, "replicate_key": False,
+                              "openai_key": False, "database": "ok"}),
+                "503": _json({"$ref": REF + "Health"}, "The database does not answer."),
+            },
+        }},
+        "/api/openapi.json": {"get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "tags": ["service"],
+            "responses": {"200": {"description": "The OpenAPI 3.1 document.",
+                                  "content": {"application/json": {"schema": {
+                                      "type": "object"}}}},
+                          **_errors(401)},
+        }},
+    }
+
+
+def document() -> dict:
+    """The whole OpenAPI 3.1 document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": TITLE,
+            "version": VERSION,
+            "description": (
+                "Generate images with Stability AI, Replicate or the built-in offline renderer "
+                "(no AI model, no key), and manage the library. Errors are "
+                '`{"detail": ..., "error": <code>}`. When the server sets `API_TOKENS`, every '
+                "`/api/*` call needs `Authorization: Bearer <token>`."
+            ),
+        },
+        "tags": [{"name": "images"}, {"name": "providers"}, {"name": "service"}],
+        "paths": paths(),
+        "components": {
+            "schemas": schemas(),
+            "securitySchemes": {"bearerAuth": {
+                "type": "http", "scheme": "bearer",
+                "description": "One of the server's API_TOKENS; not needed when none are set.",
+            }},
+        },
+        "security": [{"bearerAuth": []}, {}],
+    }
