@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from flask import Flask, send_from_directory
-from werkzeug.routing import IntegerConverter
 from sqlalchemy import event
 
 from config import BASE_DIR, load_config
@@ -17,17 +16,6 @@ from .ratelimit import SQLiteStorage
 from .storage import ImageStore
 
 
-class ImageIdConverter(IntegerConverter):
-    """An image id. One beyond SQLite's integers becomes 0, which no image has: a plain 404.
-
-    (Refusing it in the converter would make Werkzeug answer 405 for a DELETE.)
-    """
-
-    def to_python(self, value: str) -> int:
-        number = int(value)
-        return number if number < 2**63 else 0
-
-
 def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(
         __name__,
@@ -37,7 +25,6 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     app.config.update(load_config(app.instance_path))
     app.config.update(overrides or {})
-    app.url_map.converters["image_id"] = ImageIdConverter
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
