@@ -1,5 +1,5 @@
 """The production deployment for real: nginx (deploy/nginx.conf) in front of gunicorn
-(gunicorn.conf.py), on a database migrated with `flask db upgrade`, as deploy/README.md describes.
+(gunicorn.conf.py), on a database migrated with `flask db upgrade`, as the README's Deployment section describes.
 """
 
 from __future__ import annotations
