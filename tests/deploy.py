@@ -37,25 +37,23 @@ APP_SETTINGS = (
 )
 
 
-def nginx_binary() -> str:
-    """nginx from PATH or /usr/sbin; skipped where it is missing, except in CI (CI installs it)."""
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
+def required_binary(name: str, package: str, path: str | None = None) -> str:
+    """A system command; skipped where it is missing, except in CI (.ci/run installs it)."""
+    found = shutil.which(name) or (path and shutil.which(name, path=path))
     if found:
         return found
-    reason = "nginx is not installed (apt-get install nginx)"
+    reason = f"{name} is not installed (apt-get install {package})"
     if os.environ.get("CI"):
         pytest.fail(f"CI is set but {reason}")
     pytest.skip(reason)
+
+
+def nginx_binary() -> str:
+    return required_binary("nginx", "nginx", "/usr/sbin:/usr/local/sbin")
 
 
 def openssl_binary() -> str:
-    found = shutil.which("openssl")
-    if found:
-        return found
-    reason = "the openssl command is not installed (apt-get install openssl)"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {reason}")
-    pytest.skip(reason)
+    return required_binary("openssl", "openssl")
 
 
 def free_port() -> int:
