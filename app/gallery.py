@@ -134,6 +134,12 @@ def page(limit: int = 50, before: str | None = None, q: str | None = None,
     )
 
 
+def newest(count: int) -> list[Image]:
+    """The latest records, for a strip of recent images: no count and no cursors to work out."""
+    return _load(sa.select(Image.id).order_by(Image.created_at.desc(), Image.id.desc())
+                 .limit(count))
+
+
 def _load(ids: sa.Select) -> list[Image]:
     """The records whose ids a query picks, newest first.
 

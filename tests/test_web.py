@@ -245,3 +245,12 @@ def test_docs_page_and_assets(client):
     assert 'data-spec-url="/api/openapi.json"' in page
     with client.get("/docs/assets/swagger-ui.css") as response:
         assert response.status_code == 200 and response.mimetype == "text/css"
+
+
+def test_form_page_shows_the_twelve_newest_images_newest_first(client):
+    for number in range(13):
+        client.post("/api/generate", json={"prompt": f"study number {number}", "width": 512,
+                                           "height": 512, "steps": 10})
+    page = client.get("/").get_data(as_text=True)
+    shown = [int(n) for n in re.findall(r'alt="study number (\d+)"', page)]
+    assert shown == list(range(12, 0, -1))

@@ -45,9 +45,9 @@ def _form(**prefill) -> GenerateForm:
         for p in generation.providers.values()
     ]
     form.model.choices = {
-        p.label: [(m.name, m.label) for m in p.models] for p in generation.providers.values()
+        "": [("", "Provider's default")],
+        **{p.label: [(m.name, m.label) for m in p.models] for p in generation.providers.values()},
     }
-    form.model.choices = {"": [("", "Provider's default")], **form.model.choices}
     if not form.provider.data:
         form.provider.data = generation.default_provider
     if not form.is_submitted():
@@ -67,7 +67,7 @@ def _limits(form: GenerateForm, providers: list[dict]) -> dict:
 
 def _render_form(form: GenerateForm, banner: ProviderError | None = None, status: int = 200):
     generation = service()
-    recent = gallery.page(limit=12).items
+    recent = gallery.newest(12)
     providers = [p.describe(default=p.name == generation.default_provider)
                  for p in generation.providers.values()]
     headers = {}
