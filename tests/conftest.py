@@ -124,11 +124,10 @@ ARTIFACTS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "test-artif
 @pytest.fixture(scope="session")
 def browser():
     """Debian's Chromium driven by Playwright; skipped where it is missing unless required."""
-    if not os.path.exists(CHROMIUM):
-        reason = f"no Chromium at {CHROMIUM} (apt-get install chromium)"
-        if os.environ.get("REQUIRE_BROWSER") == "1":
-            pytest.fail(f"REQUIRE_BROWSER=1 but {reason}")
-        pytest.skip(reason)
+    from tests.realparts import require
+
+    require(os.path.exists(CHROMIUM), f"no Chromium at {CHROMIUM} (apt-get install chromium)",
+            "REQUIRE_BROWSER")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -12,7 +12,6 @@ import http.client
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import ssl
@@ -21,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import requests
+
+from tests.realparts import SBIN, required_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
@@ -37,19 +37,8 @@ APP_SETTINGS = (
 )
 
 
-def required_binary(name: str, package: str, path: str | None = None) -> str:
-    """A system command; skipped where it is missing, except in CI (.ci/run installs it)."""
-    found = shutil.which(name) or (path and shutil.which(name, path=path))
-    if found:
-        return found
-    reason = f"{name} is not installed (apt-get install {package})"
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {reason}")
-    pytest.skip(reason)
-
-
 def nginx_binary() -> str:
-    return required_binary("nginx", "nginx", "/usr/sbin:/usr/local/sbin")
+    return required_binary("nginx", "nginx", SBIN)
 
 
 def openssl_binary() -> str:
