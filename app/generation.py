@@ -59,6 +59,7 @@ class GenerationService:
         ignored = [
             name for name in model.ignores() if name != "negative_prompt" or params.negative_prompt
         ]
+        ignored += [name for name in params.ignored if name not in ignored]
         started = time.monotonic()
         result = provider.generate(
             GenerationRequest(

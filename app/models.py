@@ -103,3 +103,13 @@ class Image(db.Model):
             "duration_ms": self.duration_ms,
             "created_at": self.created_at.isoformat(),
         }
+
+
+class Setting(db.Model):
+    """A setting changed at run time (A1111's sd_model_checkpoint): shared by every node."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

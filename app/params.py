@@ -84,9 +84,14 @@ class GenerationParams:
     steps: int = 30
     cfg_scale: float = 7.0
     seed: int = 0
+    # Parameters the caller received but could not pass on (a compatible API's `enable_hr`, say):
+    # the record names them in `ignored` beside the ones the model does not take.
+    ignored: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        del values["ignored"]
+        return values
 
 
 class ValidationFailed(Exception):

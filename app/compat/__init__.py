@@ -1,0 +1,39 @@
+"""Compatible APIs: OpenAI's Images API at /v1 and AUTOMATIC1111's web UI API at /sdapi/v1.
+
+Each is a translator: a request in the other tool's shape becomes GenerationParams, the same
+service makes the images, and the answer goes back in that tool's shape. No rule lives here.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from flask import Flask
+
+from ..generation import service
+from ..models import Image
+from ..params import GenerationParams
+
+
+def register(app: Flask) -> None:
+    from ..extensions import csrf
+    from . import a1111, openai
+
+    for blueprint, prefix in ((openai.bp, "/v1"), (a1111.bp, "/sdapi/v1")):
+        csrf.exempt(blueprint)
+        app.register_blueprint(blueprint, url_prefix=prefix)
+    openai.register_error_shape(app)
+
+
+def generate(params: GenerationParams) -> list[Image]:
+    """The images of one request: a batch when more than one is asked for."""
+    generation = service()
+    if getattr(params, "count", 1) > 1:
+        return generation.generate_batch(params).images
+    return [generation.generate(params)]
+
+
+def stored_base64(record: Image) -> str:
+    """The stored file, as it is kept (parameters chunk included), in base64."""
+    path = service().store.root / record.filename
+    return base64.b64encode(path.read_bytes()).decode("ascii")
