@@ -41,7 +41,6 @@ NO_EFFECT = {
     "seed_resize_from_w": (0, -1, None),
     "styles": ([], None),
     "sampler_name": (None, ""),
-    "sampler_index": (None, ""),
     "scheduler": (None, "", "automatic", "Automatic"),
     "refiner_checkpoint": (None, ""),
     "script_name": (None, ""),
@@ -116,7 +115,8 @@ def _generation_body(body: Mapping) -> tuple[dict, tuple[str, ...], int]:
     count = batch_size * n_iter
     if count != 1:
         translated["count"] = count
-    overrides = body.get("override_settings") or {}
+    overrides = body.get("override_settings")
+    overrides = {} if overrides is None else overrides
     if not isinstance(overrides, Mapping):
         raise ValidationFailed([error("override_settings", "Input should be a valid dictionary",
                                       "dict_type")])
@@ -133,6 +133,8 @@ def _generation_body(body: Mapping) -> tuple[dict, tuple[str, ...], int]:
                if name in body and body[name] not in unchanged]
     if "enable_hr" in ignored:
         ignored.append("denoising_strength")
+    if "sampler_name" not in ignored and body.get("sampler_index") not in (None, ""):
+        ignored.append("sampler_index")  # the older name of sampler_name
     ignored += [f"override_settings.{name}" for name in overrides if name != CHECKPOINT]
     return translated, tuple(ignored), count
 

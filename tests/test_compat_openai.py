@@ -1,0 +1,203 @@
+"""The OpenAI-compatible routes, driven by the official `openai` client against a live server."""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import openai
+import pytest
+import requests
+from PIL import Image as PILImage
+
+from app.extensions import db
+from app.models import Image
+from tests.conftest import LiveServer, files_in
+
+PROMPT = "a lighthouse on a cliff"
+
+
+def client_for(server: LiveServer, key: str = "unused") -> openai.OpenAI:
+    # No retries: every answer below is the first one the client saw.
+    return openai.OpenAI(api_key=key, base_url=f"{server.url}/v1", max_retries=0, timeout=60)
+
+
+@pytest.fixture
+def server(make_app, fake_stability):
+    app = make_app(STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url,
+                   DEFAULT_PROVIDER="offline")
+    with LiveServer(app) as live:
+        yield live
+
+
+def records(app) -> list[Image]:
+    with app.app_context():
+        return db.session.scalars(db.select(Image).order_by(Image.id)).all()
+
+
+def test_models_lists_every_runnable_model(server):
+    listed = client_for(server).models.list()
+    ids = [model.id for model in listed.data]
+    assert ids[0] == "offline"  # the default provider's default model first
+    assert "stability/sd3.5-large" in ids and "stability/sdxl-1.0" in ids
+    assert not any(i.startswith("replicate/") for i in ids)  # not configured: cannot run now
+    assert {model.object for model in listed.data} == {"model"}
+    assert {model.owned_by for model in listed.data} == {"offline", "stability"}
+
+
+def test_generation_returns_the_stored_png(server):
+    answer = client_for(server).images.generate(prompt=PROMPT, model="offline", size="512x512")
+    assert answer.size == "512x512" and answer.output_format == "png" and answer.created > 0
+    [item] = answer.data
+    data = base64.b64decode(item.b64_json)
+    picture = PILImage.open(io.BytesIO(data))
+    assert picture.size == (512, 512)
+    assert picture.info["parameters"].startswith(PROMPT)
+    [record] = records(server.app)
+    assert record.prompt == PROMPT and (record.provider, record.model) == ("offline", "abstract")
+    stored = Path(server.app.config["IMAGES_DIR"]) / record.filename
+    assert stored.read_bytes() == data
+
+
+def test_url_answer_is_an_absolute_url_of_the_stored_image(server):
+    answer = client_for(server).images.generate(prompt=PROMPT, model="offline", size="512x512",
+                                                response_format="url")
+    url = answer.data[0].url
+    assert url.startswith(server.url + "/static/images/")
+    fetched = requests.get(url, timeout=10)
+    assert fetched.status_code == 200 and fetched.headers["Content-Type"] == "image/png"
+
+
+def test_model_selection_by_provider_and_model(server, fake_stability):
+    client = client_for(server)
+    client.images.generate(prompt=PROMPT, model="stability/sd3.5-medium", size="1024x1024")
+    client.images.generate(prompt=PROMPT, model="stability", size="1024x1024")
+    client.images.generate(prompt=PROMPT)  # no model: the default provider
+    made = [(r.provider, r.model) for r in records(server.app)]
+    assert made == [("stability", "sd3.5-medium"), ("stability", "sd3.5-large"),
+                    ("offline", "abstract")]
+    assert fake_stability.generations == 2
+
+
+def test_openai_fields_the_model_cannot_take_are_named_in_ignored(server):
+    client_for(server).images.generate(prompt=PROMPT, model="offline", size="512x512",
+                                       quality="high", background="opaque", user="someone")
+    [record] = records(server.app)
+    assert record.ignored == ["quality", "background"]
+
+
+def test_batch_of_n_images(server):
+    answer = client_for(server).images.generate(prompt=PROMPT, model="offline", size="512x512",
+                                                n=3)
+    assert len(answer.data) == 3
+    made = records(server.app)
+    assert len(made) == 3 and len({r.batch_id for r in made}) == 1
+    assert [r.seed - made[0].seed for r in made] == [0, 1, 2]
+
+
+# --- errors, as the client raises them ------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields, param", [
+    ({"size": "huge"}, "size"),
+    ({"size": "100x100"}, "size"),
+    ({"size": "512x512", "n": 9}, "n"),
+    ({"size": "512x512", "n": 0}, "n"),
+    ({"prompt": "   "}, "prompt"),
+])
+def test_bad_input_is_a_bad_request(server, fields, param):
+    body = {"prompt": PROMPT, "model": "offline", **fields}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client_for(server).images.generate(**body)
+    error = raised.value
+    assert error.status_code == 400 and error.type == "invalid_request_error"
+    assert error.param == param and error.message
+    assert records(server.app) == []
+
+
+def test_wrong_types_are_bad_requests_never_500(server):
+    for body in ({"prompt": 5}, {"prompt": PROMPT, "n": "two"}, {"prompt": PROMPT, "size": 512},
+                 {"prompt": PROMPT, "model": ["offline"]}, {"prompt": PROMPT, "response_format": 1},
+                 {}, [], "text"):
+        response = requests.post(f"{server.url}/v1/images/generations", json=body, timeout=10)
+        assert response.status_code == 400, body
+        assert response.json()["error"]["type"] == "invalid_request_error"
+    response = requests.post(f"{server.url}/v1/images/generations", data="{not json",
+                             headers={"Content-Type": "application/json"}, timeout=10)
+    assert response.status_code == 400 and set(response.json()["error"]) == {
+        "message", "type", "param", "code"}
+
+
+@pytest.mark.parametrize("model", ["dall-e-3", "gpt-image-1", "replicate/stability-ai/sdxl",
+                                   "stability/sd9", "nobody/nothing"])
+def test_unknown_or_unrunnable_model_is_not_found(server, model):
+    with pytest.raises(openai.NotFoundError) as raised:
+        client_for(server).images.generate(prompt=PROMPT, model=model)
+    assert raised.value.code == "model_not_found" and model in raised.value.message
+
+
+def test_wrong_token_is_an_authentication_error(make_app):
+    with LiveServer(make_app(API_TOKENS=["s3cret-token"])) as live:
+        with pytest.raises(openai.AuthenticationError) as raised:
+            client_for(live, key="wrong").models.list()
+        assert raised.value.code == "invalid_api_key"
+        assert "s3cret" not in raised.value.message
+        with pytest.raises(openai.AuthenticationError):
+            client_for(live, key="wrong").images.generate(prompt=PROMPT, model="offline")
+        assert client_for(live, key="s3cret-token").models.list().data[0].id == "offline"
+
+
+def test_our_rate_limit_is_a_rate_limit_error(make_app, tmp_path):
+    app = make_app(RATELIMIT_ENABLED=True, RATE_LIMIT="1 per minute",
+                   RATELIMIT_STORAGE_URI=f"sqlite:///{tmp_path / 'limits.db'}")
+    with LiveServer(app) as live:
+        client = client_for(live)
+        client.images.generate(prompt=PROMPT, model="offline", size="512x512")
+        with pytest.raises(openai.RateLimitError) as raised:
+            client.images.generate(prompt=PROMPT, model="offline", size="512x512")
+    assert raised.value.code == "rate_limit_exceeded"
+    assert int(raised.value.response.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("fault, error_class, code", [
+    ("429", openai.RateLimitError, "rate_limit_exceeded"),
+    ("402", openai.RateLimitError, "insufficient_quota"),
+    ("403", openai.BadRequestError, "moderation_blocked"),
+    ("500", openai.InternalServerError, "upstream_error"),
+    ("garbage", openai.InternalServerError, "upstream_error"),
+])
+def test_provider_failures_as_the_client_raises_them(server, fault, error_class, code):
+    with pytest.raises(error_class) as raised:
+        client_for(server).images.generate(prompt=f"{PROMPT} [fault:{fault}]",
+                                           model="stability/sd3.5-large")
+    assert raised.value.code == code
+    assert records(server.app) == []
+    assert files_in(server.app.config["IMAGES_DIR"]) == []
+
+
+def test_provider_timeout_is_a_server_error(make_app, fake_stability):
+    app = make_app(STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url,
+                   GENERATION_TIMEOUT=1)
+    with LiveServer(app) as live:
+        with pytest.raises(openai.InternalServerError) as raised:
+            client_for(live).images.generate(prompt=f"{PROMPT} [fault:slow=3]",
+                                             model="stability/sd3.5-large")
+    assert raised.value.status_code == 504 and raised.value.code == "upstream_timeout"
+
+
+# --- Open WebUI's "OpenAI" engine ------------------------------------------------------------
+
+
+def test_open_webui_openai_engine_request(make_app):
+    """The body and headers Open WebUI's image router sends, and what it reads back."""
+    with LiveServer(make_app(API_TOKENS=["owui-token"])) as live:
+        response = requests.post(
+            f"{live.url}/v1/images/generations",
+            json={"model": "offline", "prompt": PROMPT, "n": 1, "size": "512x512",
+                  "response_format": "b64_json"},
+            headers={"Authorization": "Bearer owui-token", "Content-Type": "application/json"},
+            timeout=30)
+    assert response.status_code == 200
+    [item] = response.json()["data"]
+    assert PILImage.open(io.BytesIO(base64.b64decode(item["b64_json"]))).size == (512, 512)
