@@ -360,6 +360,8 @@ def paths() -> dict:
 
 def document() -> dict:
     """The whole OpenAPI 3.1 document."""
+    from ..compat import openapi as compat
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -372,10 +374,11 @@ def document() -> dict:
                 "`/api/*` call needs `Authorization: Bearer <token>`."
             ),
         },
-        "tags": [{"name": "images"}, {"name": "providers"}, {"name": "service"}],
-        "paths": paths(),
+        "tags": [{"name": "images"}, {"name": "providers"}, {"name": "service"},
+                 {"name": "openai"}, {"name": "automatic1111"}],
+        "paths": {**paths(), **compat.paths()},
         "components": {
-            "schemas": schemas(),
+            "schemas": {**schemas(), **compat.schemas()},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "One of the server's API_TOKENS; not needed when none are set.",

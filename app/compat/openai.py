@@ -9,8 +9,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from urllib.parse import urljoin
 
 from flask import Blueprint, Flask, jsonify, request
