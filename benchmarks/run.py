@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_compat  # noqa: E402
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
@@ -69,6 +70,7 @@ def main() -> None:
         with Gunicorn(database, Path(folder) / "images", **chosen.env) as server:
             rows += bench_library.run(server)
             rows += bench_generate.run(server, chosen)
+            rows += bench_compat.run(server, chosen)
             rows.append(memory_row(server))
     seconds = time.perf_counter() - started
     print()
