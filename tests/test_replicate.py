@@ -20,7 +20,7 @@ from app.providers.replicate import (
     output_url_allowed,
 )
 from tests.conftest import files_in
-from tests.fakes.replicate import SDXL_VERSION
+from tests.fakes.replicate import SDXL_VERSION, FakeReplicate
 
 SDXL_INPUTS = {"prompt", "negative_prompt", "width", "height", "num_inference_steps",
                "guidance_scale", "seed"}
@@ -167,6 +167,30 @@ def test_providers_explain_each_model(client, fake_replicate):
     assert [1344, 768] in flux["sizes"] and "aspect ratio" in flux["notes"]
 
 
+class SeedIgnoringReplicate(FakeReplicate):
+    """A model that draws its own seed whatever it is sent (and logs the one it used)."""
+
+    def _new_prediction(self, model, given, faults):
+        prediction = super()._new_prediction(model, given, faults)
+        prediction.seed = 4321
+        return prediction
+
+
+@pytest.mark.parametrize("model", [SDXL, FLUX_SCHNELL])
+def test_record_keeps_the_seed_the_model_reported_not_the_one_sent(make_app, model):
+    with SeedIgnoringReplicate() as fake:
+        app = make_app(REPLICATE_API_TOKEN=fake.api_token, REPLICATE_BASE_URL=fake.url)
+        response = generate(app.test_client(), model=model, seed=5)
+        [create] = creates(fake)
+    assert response.status_code == 201, response.get_json()
+    record = response.get_json()
+    assert create.json["input"]["seed"] == 5
+    assert record["seed"] == 4321 and record["requested"]["seed"] == 5
+    path = Path(app.config["IMAGES_DIR"]) / record["filename"]
+    with PILImage.open(path) as image:
+        assert "Seed: 4321" in image.info["parameters"]
+
+
 # --- how a prediction is awaited -------------------------------------------------------------
 
 
@@ -269,8 +293,12 @@ def test_token_never_reaches_a_response_or_a_log(client, fake_replicate, caplog)
     text = response.get_data(as_text=True)
     assert "Malformed authorization header" in text
     assert fake_replicate.api_token not in text
+    # The call that was refused is logged (by the HTTP client), so there is a log to look in.
+    assert any("POST" in r.getMessage() and "/v1/predictions" in r.getMessage()
+               and "400" in r.getMessage() for r in caplog.records), caplog.text
     assert fake_replicate.api_token not in caplog.text
-    assert all(fake_replicate.api_token not in r.getMessage() for r in caplog.records)
+    assert all(fake_replicate.api_token not in r.getMessage() + str(r.args)
+               for r in caplog.records)
 
 
 def test_unconfigured_is_400(make_app, fake_replicate):
