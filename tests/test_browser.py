@@ -6,6 +6,7 @@ would show up here as a console error.
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -178,6 +179,17 @@ def test_use_these_settings_and_same_seed_prefill_the_form(app, live_server, pag
     page.click("text=Same seed, new prompt")
     page.wait_for_url(re.compile(r"keep=seed"))
     assert page.input_value("#prompt") == "" and page.input_value("#seed") == "31337"
+
+
+def test_download_button_saves_the_image_file(app, live_server, page):
+    record = api_generate(app.test_client(), "a lighthouse to keep", seed=4242)
+    page.goto(f"{live_server.url}/images/{record['id']}")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == record["filename"]
+    stored = Path(app.config["IMAGES_DIR"]) / record["filename"]
+    assert Path(download.path()).read_bytes() == stored.read_bytes()
 
 
 def test_copy_buttons_and_delete_with_confirmation(app, live_server, page):
