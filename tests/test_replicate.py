@@ -5,6 +5,8 @@ import json
 import logging
 import re
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -195,13 +197,26 @@ def test_record_keeps_the_seed_the_model_reported_not_the_one_sent(make_app, mod
 
 
 def test_polls_when_the_wait_ends_before_the_prediction(client, fake_replicate):
-    fake_replicate.run_time, fake_replicate.max_wait = 0.8, 0.1
-    response = generate(client)
+    fake_replicate.run_time, fake_replicate.max_wait = 3600, 0.1  # runs until finished below
+    answer = {}
+    request = threading.Thread(target=lambda: answer.update(response=generate(client)))
+    request.start()
+
+    def polls():
+        return [r for r in fake_replicate.requests
+                if r.method == "GET" and r.path.startswith("/v1/predictions/")]
+
+    deadline = time.monotonic() + 60
+    while not polls() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [prediction_id] = fake_replicate.predictions
+    fake_replicate.finish(prediction_id)  # once the provider is polling, the model finishes
+    request.join(60)
+    response = answer["response"]
     assert response.status_code == 201, response.get_json()
     [create] = creates(fake_replicate)
-    polls = [r for r in fake_replicate.requests
-             if r.method == "GET" and r.path.startswith("/v1/predictions/")]
-    assert polls and all(r.headers["Authorization"].startswith("Bearer ") for r in polls)
+    assert polls() and all(r.headers["Authorization"] == create.headers["Authorization"]
+                           for r in polls())
 
 
 def test_wait_that_comes_back_empty_is_polled(client, fake_replicate):
