@@ -3,9 +3,10 @@ answering on its port with SQLite, local files and the offline provider.
 
 Slow and not self-contained: `make` creates `.venv` and installs requirements.txt with pip from
 whatever index pip is set up to use (the internet, by default). So it runs only with RUN_SLOW=1
-(`.ci/run` sets it, as CI installs packages anyway) and skips with one line otherwise, or where
-git or make is missing or this is not a git checkout. It clones the committed HEAD, as a user
-gets it: uncommitted changes are not in it. Each step is bounded, so it cannot hang CI.
+(`.ci/run` sets it, as CI installs packages anyway) and skips with one line otherwise; with
+RUN_SLOW=1, a missing git or make, or a folder that is not a git checkout, fails it. It clones
+the committed HEAD, as a user gets it: uncommitted changes are not in it. Each step is bounded,
+so it cannot hang CI.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 import requests
 
 from tests.deploy import ROOT, free_port
+from tests.realparts import require
 
 START_TIMEOUT = 480  # seconds for the virtualenv, the install, the migration and the start
 
@@ -28,11 +30,9 @@ START_TIMEOUT = 480  # seconds for the virtualenv, the install, the migration an
 def clone(tmp_path):
     if os.environ.get("RUN_SLOW") != "1":
         pytest.skip("slow (installs requirements.txt into a fresh .venv): set RUN_SLOW=1")
-    for command in ("git", "make"):
-        if shutil.which(command) is None:
-            pytest.skip(f"{command} is not installed")
-    if not (ROOT / ".git").exists():
-        pytest.skip("not a git checkout: nothing to clone")
+    for command in ("git", "make"):  # asked for with RUN_SLOW=1: missing is a failure
+        require(shutil.which(command) is not None, f"{command} is not installed", "RUN_SLOW")
+    require((ROOT / ".git").exists(), "not a git checkout: nothing to clone", "RUN_SLOW")
     target = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(target)],
                    check=True, capture_output=True, timeout=120)
