@@ -191,7 +191,8 @@ def test_default_rate_limit_store_is_one_sqlite_file_shared_by_the_workers(tmp_p
     site = Site(tmp_path / "site", root=project, RATE_LIMIT="4 per minute",
                 RATE_LIMIT_STORAGE_URI="")
     site.migrate()
-    with Gunicorn(site, workers=2, threads=2) as gunicorn:
+    # A long keep-alive, so that the two connections stay with their workers on a slow machine.
+    with Gunicorn(site, workers=2, threads=2, GUNICORN_CMD_ARGS="--keep-alive 120") as gunicorn:
         first, second = connections_to_two_workers(gunicorn)
         # Four requests, two through each worker: each worker alone has counted two.
         statuses = [post_empty(connection) for connection in (first, second, first, second)]
