@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
+
 from .extensions import db
-from .models import Setting
+from .models import Setting, utcnow
 
 
 def get_setting(key: str) -> str | None:
-    row = db.session.get(Setting, key)
-    return row.value if row is not None else None
+    return db.session.scalar(sa.select(Setting.value).where(Setting.key == key))
 
 
 def set_setting(key: str, value: str) -> None:
-    row = db.session.get(Setting, key)
-    if row is None:
-        db.session.add(Setting(key=key, value=value))
-    else:
-        row.value = value
+    """Insert or replace, in one statement per try (two nodes may set the same key at once)."""
+    table = Setting.__table__
+    for _ in range(2):
+        updated = db.session.execute(sa.update(table).where(table.c.key == key).values(
+            value=value, updated_at=utcnow()))
+        if updated.rowcount:
+            break
+        try:
+            db.session.execute(sa.insert(table).values(key=key, value=value, updated_at=utcnow()))
+            break
+        except sa.exc.IntegrityError:
+            db.session.rollback()  # inserted by another request in between: update it
     db.session.commit()

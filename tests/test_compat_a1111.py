@@ -222,3 +222,18 @@ def test_open_webui_sends_an_empty_authorization_without_auth(server):
     response = requests.get(f"{server.url}/sdapi/v1/options", headers={"authorization": ""},
                             timeout=10)
     assert response.status_code == 200
+
+
+def test_a_stored_webp_goes_to_a1111_clients_as_a_png_with_its_parameters(app):
+    from app.compat import stored_base64
+
+    client = app.test_client()
+    assert client.post("/sdapi/v1/txt2img", json={"prompt": PROMPT}).status_code == 200
+    with app.app_context():
+        record = db.session.scalars(db.select(Image)).one()
+        path = app.extensions["generation"].store.root / record.filename
+        PILImage.open(path).save(path.with_suffix(".webp"), "WEBP")
+        record.filename, record.format = path.with_suffix(".webp").name, "webp"
+        sent = PILImage.open(io.BytesIO(base64.b64decode(stored_base64(record, png=True))))
+        assert sent.format == "PNG" and sent.size == (512, 512)
+        assert sent.info["parameters"] == record.parameters_text

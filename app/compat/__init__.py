@@ -7,12 +7,15 @@ service makes the images, and the answer goes back in that tool's shape. No rule
 from __future__ import annotations
 
 import base64
+import io
 
 from flask import Flask
+from PIL import Image as PILImage
 
 from ..generation import service
 from ..models import Image
 from ..params import GenerationParams
+from ..storage import with_png_text
 
 
 def register(app: Flask) -> None:
@@ -33,7 +36,13 @@ def generate(params: GenerationParams) -> list[Image]:
     return [generation.generate(params)]
 
 
-def stored_base64(record: Image) -> str:
-    """The stored file, as it is kept (parameters chunk included), in base64."""
-    path = service().store.root / record.filename
-    return base64.b64encode(path.read_bytes()).decode("ascii")
+def stored_base64(record: Image, png: bool = False) -> str:
+    """The stored file as it is kept (parameters chunk included), in base64; with `png`, a JPEG
+    or WebP is sent as a PNG carrying the same parameters text (A1111's clients expect PNGs)."""
+    data = (service().store.root / record.filename).read_bytes()
+    if png and record.format != "png":
+        buffer = io.BytesIO()
+        with PILImage.open(io.BytesIO(data)) as picture:
+            picture.save(buffer, "PNG", compress_level=1)
+        data = with_png_text(buffer.getvalue(), "parameters", record.parameters_text)
+    return base64.b64encode(data).decode("ascii")

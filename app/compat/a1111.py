@@ -85,7 +85,7 @@ def txt2img():
         "batch_size": body.get("batch_size", 1),
         "restore_faces": False,
         "sd_model_name": _model_id(first.provider, first.model),
-        "sd_model_hash": models.ModelId(_model_id(first.provider, first.model), "", "").short_hash,
+        "sd_model_hash": models.short_hash(_model_id(first.provider, first.model)),
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
         "denoising_strength": None,
@@ -98,7 +98,7 @@ def txt2img():
         "is_using_inpainting_conditioning": False,
         "version": "imagegen",
     }
-    return jsonify({"images": [stored_base64(record) for record in records],
+    return jsonify({"images": [stored_base64(record, png=True) for record in records],
                     "parameters": dict(body), "info": json.dumps(info)})
 
 
@@ -180,8 +180,8 @@ def _current_checkpoint() -> str:
 def sd_models():
     """Every provider/model that can run now, as A1111's checkpoints."""
     return jsonify([
-        {"title": entry.id, "model_name": entry.id, "hash": entry.short_hash,
-         "sha256": entry.sha256, "filename": entry.id, "config": None}
+        {"title": entry.id, "model_name": entry.id, "hash": models.short_hash(entry.id),
+         "sha256": models.sha256(entry.id), "filename": entry.id, "config": None}
         for entry in models.runnable()
     ])
 
@@ -192,7 +192,7 @@ def get_options():
     checkpoint = _current_checkpoint()
     return jsonify({
         CHECKPOINT: checkpoint,
-        "sd_checkpoint_hash": models.ModelId(checkpoint, "", "").sha256,
+        "sd_checkpoint_hash": models.sha256(checkpoint),
         "samples_format": "png",
         "sd_vae": "Automatic",
         "CLIP_stop_at_last_layers": 1,

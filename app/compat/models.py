@@ -22,13 +22,14 @@ class ModelId:
     provider: str
     model: str | None  # None: the provider's default
 
-    @property
-    def short_hash(self) -> str:
-        return self.sha256[:10]
 
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.id.encode()).hexdigest()
+def sha256(model_id: str) -> str:
+    """A stable stand-in for a checkpoint's hash, which A1111's clients show and compare."""
+    return hashlib.sha256(model_id.encode()).hexdigest()
+
+
+def short_hash(model_id: str) -> str:
+    return sha256(model_id)[:10]
 
 
 def runnable() -> list[ModelId]:
