@@ -12,6 +12,12 @@ for _name in ("SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "S
               "REPLICATE_MODEL", "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "CORS_ORIGINS",
               "RATE_LIMIT_STORAGE_URI", "OPENAI_API_KEY"):
     os.environ[_name] = ""
+# Nor from the developer's S3 settings or AWS credentials.
+for _name in ("S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "S3_PREFIX", "IMAGES_BASE_URL",
+              "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+    os.environ[_name] = ""
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 import pytest  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
@@ -153,6 +159,21 @@ def screenshot(page, name: str) -> None:
     """Keep what the browser saw as a test artifact."""
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS serving S3 on 127.0.0.1 for the whole session (skipped where weed is missing)."""
+    from tests.s3server import SeaweedS3, weed_binary
+
+    with SeaweedS3(weed_binary(), tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3_server.new_bucket()
 
 
 @pytest.fixture(scope="session")
