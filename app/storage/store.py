@@ -63,10 +63,16 @@ class StagedImage:
 
     def place(self, stem: str, image_id: int) -> str:
         """Write (or rename) both under their final names; returns the image's filename."""
-        filename = f"{stem}.{self.format}"
-        for pending, key in ((self.thumb, self.store.thumb_key(image_id)), (self.image, filename)):
-            self._written.append(key)  # a failed write may still leave part on some backends
-            pending.finish(key)
+        filename, thumb_key = f"{stem}.{self.format}", self.store.thumb_key(image_id)
+        self._written += [thumb_key, filename]  # discard() removes them should anything fail
+        # Both at once: on S3 these are two uploads, and the generation waits for them.
+        thumb_placed = _WRITES.submit(self.thumb.finish, thumb_key)
+        try:
+            self.image.finish(filename)
+        finally:
+            thumb_failed = thumb_placed.exception()
+        if thumb_failed is not None:
+            raise thumb_failed
         self.filename = filename
         return filename
 
