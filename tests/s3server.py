@@ -2,7 +2,8 @@
 
 One `weed server -s3` on 127.0.0.1 and free ports per test session, with one identity whose
 signatures it checks (a wrong secret is refused) and no buckets made on the fly (a missing
-bucket refuses writes). Each test takes a fresh bucket.
+bucket refuses writes). Each test takes a fresh bucket; one more, PUBLIC_BUCKET, may be read
+without signing.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from tests.realparts import require
 ACCESS_KEY = "imagegen-test"
 SECRET_KEY = "s3-secret-9f3k2j5h"  # tests check this never shows up anywhere
 REGION = "us-east-1"
+PUBLIC_BUCKET = "public-images"  # anyone may read it (as nginx reads a bucket it proxies)
 
 
 def weed_binary() -> str:
@@ -61,7 +63,7 @@ class SeaweedS3:
             "name": "imagegen",
             "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
             "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}
+        }, {"name": "anonymous", "actions": [f"Read:{PUBLIC_BUCKET}"]}]}
         (self.folder / "s3.json").write_text(json.dumps(identities))
         self.ports = dict(zip(
             ("master", "master_grpc", "volume", "volume_grpc", "filer", "filer_grpc", "s3",
@@ -92,13 +94,22 @@ class SeaweedS3:
             if self.process.poll() is not None:
                 raise RuntimeError(f"weed exited: {(self.folder / 'weed.log').read_text()[-2000:]}")
             try:
-                bucket = self.new_bucket()  # the volume server must be up too: write once
-                self.client().put_object(Bucket=bucket, Key="ready", Body=b"ok")
+                self._make_public_bucket()
+                # the volume server must be up too: write once
+                self.client().put_object(Bucket=PUBLIC_BUCKET, Key="ready", Body=b"ok")
                 return
             except (ClientError, BotoCoreError):
                 time.sleep(0.3)
         self.__exit__()
         raise RuntimeError("weed did not start serving S3 within a minute")
+
+    def _make_public_bucket(self) -> None:
+        try:
+            self.client().create_bucket(Bucket=PUBLIC_BUCKET)
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] not in ("BucketAlreadyOwnedByYou",
+                                                     "BucketAlreadyExists"):
+                raise
 
     def __exit__(self, *exc) -> None:
         if self.process and self.process.poll() is None:

@@ -5,6 +5,7 @@ import html
 import io
 import json
 import urllib.request
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from PIL import Image as PILImage
 from app.extensions import db
 from app.models import Image
 from tests.conftest import files_in
-from tests.s3server import SECRET_KEY, Relay
+from tests.s3server import PUBLIC_BUCKET, SECRET_KEY, Relay
 from tests.test_web import form_data
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
@@ -222,3 +223,46 @@ def test_the_app_recovers_when_the_server_comes_back(make_app, s3_server, s3_buc
     assert records(app) == 2
     assert json.loads(app.test_cli_runner().invoke(
         args=["images", "show", str(again.get_json()["id"])]).stdout)["id"] == again.get_json()["id"]
+
+
+NGINX_S3_SITE = Path(__file__).resolve().parent.parent / "deploy" / "nginx-s3.conf"
+
+
+@pytest.mark.deploy
+def test_nginx_serves_the_bucket_with_a_cache(make_app, s3_server, tmp_path):
+    from tests.deploy import Nginx, free_port, render_site, self_signed_certificate
+
+    port, prefix = free_port(), f"p{uuid.uuid4().hex[:8]}"
+    cert, _ = self_signed_certificate(tmp_path / "images-tls")
+    site = render_site(NGINX_S3_SITE.read_text(), {
+        "listen 443 ssl;": f"listen 127.0.0.1:{port} ssl;",
+        "/etc/letsencrypt/live/images.imagegen.example.org/": f"{cert.parent}/",
+        "/var/cache/nginx/imagegen-images": str(tmp_path / "cache"),
+        "s3.internal:8333": s3_server.endpoint.removeprefix("http://"),
+        "/imagegen-images/imagegen/": f"/{PUBLIC_BUCKET}/{prefix}/",
+    })
+    base = f"https://127.0.0.1:{port}/"
+    app = make_app(**s3_server.settings(PUBLIC_BUCKET, prefix=prefix), IMAGES_BASE_URL=base)
+    record = generate(app.test_client()).get_json()
+    assert record["url"] == base + record["filename"]
+
+    with Nginx(tmp_path / "nginx", "127.0.0.1:9", tmp_path / "unused",
+               sites={"imagegen-images": site}) as nginx:
+        session = nginx.session()
+        session.verify = str(cert)
+        first = session.get(record["url"], timeout=10)
+        assert first.status_code == 200 and first.headers["Content-Type"] == "image/png"
+        assert first.headers["Cache-Control"] == CACHE_CONTROL
+        assert first.headers["X-Cache-Status"] == "MISS"
+        assert first.content == s3_server.client().get_object(
+            Bucket=PUBLIC_BUCKET, Key=f"{prefix}/{record['filename']}")["Body"].read()
+        thumb = session.get(record["thumbnail_url"], timeout=10)
+        assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/webp"
+        # Kept by nginx: served again without asking the bucket.
+        s3_server.client().delete_object(Bucket=PUBLIC_BUCKET, Key=f"{prefix}/{record['filename']}")
+        again = session.get(record["url"], timeout=10)
+        assert again.headers["X-Cache-Status"] == "HIT" and again.content == first.content
+        assert "x-amz-request-id" not in {name.lower() for name in again.headers}
+        for path in ("", "?list-type=2", "thumbs/", "../ready", "ready"):
+            assert session.get(base + path, timeout=10).status_code == 404, path
+        assert session.put(record["url"], data=b"x", timeout=10).status_code == 403
