@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -23,7 +26,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from .base import Backend, StorageError
 
 CACHE_CONTROL = "public, max-age=31536000, immutable"
-PRESIGNED_SECONDS = 3600
+# A presigned URL is valid for two hours and handed out again for the first of them: every URL
+# answered still works for an hour, and pages repeat the same URLs, so browsers cache them.
+# (Signing takes botocore about a millisecond: a page of thumbnails signs each once an hour.)
+PRESIGNED_SECONDS = 7200
+REUSE_SECONDS = 3600
+REMEMBERED_URLS = 20_000
 MISSING = {"NoSuchKey", "404", "NotFound"}
 
 log = logging.getLogger(__name__)
@@ -38,6 +46,8 @@ class S3Backend(Backend):
         self._settings = dict(endpoint_url=endpoint_url, region=region, access_key=access_key,
                               secret_key=secret_key)
         self._clients: dict[str, tuple[int, object]] = {}
+        self._signed: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._signed_lock = threading.Lock()
         self._origin = _origin(self._client("work").generate_presigned_url(
             "get_object", Params={"Bucket": bucket, "Key": self.prefix + "x"}, ExpiresIn=60))
 
@@ -105,9 +115,21 @@ class S3Backend(Backend):
                     yield item["Key"][len(self.prefix):]
 
     def url(self, key: str) -> str:
-        return self._client("work").generate_presigned_url(
+        now = time.monotonic()
+        with self._signed_lock:
+            remembered = self._signed.get(key)
+            if remembered and remembered[0] > now:
+                self._signed.move_to_end(key)
+                return remembered[1]
+        url = self._client("work").generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self.prefix + key},
             ExpiresIn=PRESIGNED_SECONDS)
+        with self._signed_lock:
+            self._signed[key] = (now + REUSE_SECONDS, url)
+            self._signed.move_to_end(key)
+            while len(self._signed) > REMEMBERED_URLS:
+                self._signed.popitem(last=False)
+        return url
 
     def check(self) -> None:
         with self._calling("check"):
