@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+from pathlib import Path
 
 import pytest
 import requests
@@ -231,7 +232,7 @@ def test_a_stored_webp_goes_to_a1111_clients_as_a_png_with_its_parameters(app):
     assert client.post("/sdapi/v1/txt2img", json={"prompt": PROMPT}).status_code == 200
     with app.app_context():
         record = db.session.scalars(db.select(Image)).one()
-        path = app.extensions["generation"].store.root / record.filename
+        path = Path(app.config["IMAGES_DIR"]) / record.filename
         PILImage.open(path).save(path.with_suffix(".webp"), "WEBP")
         record.filename, record.format = path.with_suffix(".webp").name, "webp"
         sent = PILImage.open(io.BytesIO(base64.b64decode(stored_base64(record, png=True))))

@@ -39,7 +39,8 @@ def generate(params: GenerationParams) -> list[Image]:
 def stored_base64(record: Image, png: bool = False) -> str:
     """The stored file as it is kept (parameters chunk included), in base64; with `png`, a JPEG
     or WebP is sent as a PNG carrying the same parameters text (A1111's clients expect PNGs)."""
-    data = (service().store.root / record.filename).read_bytes()
+    with service().store.open(record.filename) as stored:
+        data = stored.read()
     if png and record.format != "png":
         buffer = io.BytesIO()
         with PILImage.open(io.BytesIO(data)) as picture:
