@@ -201,3 +201,20 @@ def test_open_webui_openai_engine_request(make_app):
     assert response.status_code == 200
     [item] = response.json()["data"]
     assert PILImage.open(io.BytesIO(base64.b64decode(item["b64_json"]))).size == (512, 512)
+
+
+def test_on_s3_the_url_is_the_bucket_and_b64_json_its_object(make_app, s3_server, s3_bucket):
+    with LiveServer(make_app(**s3_server.settings(s3_bucket))) as live:
+        client = client_for(live)
+        by_url = client.images.generate(prompt=PROMPT, model="offline", size="512x512",
+                                        response_format="url")
+        inline = client.images.generate(prompt=PROMPT, model="offline", size="512x512")
+        [first, second] = records(live.app)
+    url = by_url.data[0].url
+    assert url.startswith(s3_server.endpoint) and first.filename in url  # presigned, not ours
+    fetched = requests.get(url, timeout=10)
+    assert fetched.status_code == 200 and fetched.content[:8] == b"\x89PNG\r\n\x1a\n"
+    data = base64.b64decode(inline.data[0].b64_json)
+    assert PILImage.open(io.BytesIO(data)).info["parameters"].startswith(PROMPT)
+    assert files_in(live.app.config["IMAGES_DIR"]) == []  # nothing on local disk
+    assert second.file_size == len(data)
