@@ -130,12 +130,31 @@ def test_samplers_schedulers_progress(server):
 
 def test_png_info_round_trip(server):
     api = api_for(server)
-    made = api.txt2img(prompt=PROMPT, negative_prompt="fog", seed=42, steps=25)
+    made = api.txt2img(prompt=PROMPT, negative_prompt="fog", seed=42, steps=25, width=1024,
+                       height=1024)
     read = api.png_info(made.image)
     assert read.info == made.info["infotexts"][0]
     parameters = read.parameters
     assert (parameters["Prompt"], parameters["Negative prompt"]) == (PROMPT, "fog")
-    assert (parameters["Seed"], parameters["Steps"], parameters["Size-1"]) == ("42", "25", "512")
+    assert (parameters["Seed"], parameters["Steps"], parameters["Size-1"]) == ("42", "25", "1024")
+
+
+def test_png_info_takes_an_image_larger_than_the_json_body_limit(server):
+    import os
+
+    from PIL import PngImagePlugin
+
+    noise = PILImage.frombytes("RGB", (1024, 1024), os.urandom(1024 * 1024 * 3))
+    text = PngImagePlugin.PngInfo()
+    text.add_text("parameters", "noise\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 5")
+    buffer = io.BytesIO()
+    noise.save(buffer, "PNG", pnginfo=text)
+    encoded = base64.b64encode(buffer.getvalue()).decode()
+    assert len(encoded) > server.app.config["MAX_CONTENT_LENGTH"]
+    response = requests.post(f"{server.url}/sdapi/v1/png-info", json={"image": encoded},
+                             timeout=30)
+    assert response.status_code == 200
+    assert response.json()["parameters"]["Sampler"] == "Euler a"
 
 
 def test_png_info_of_an_image_without_parameters(server):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, jsonify, request
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
 
@@ -23,6 +23,7 @@ from ..api.routes import json_body
 from ..params import ValidationFailed, error, validate
 from ..ratelimit import generation_limit
 from ..settings import get_setting, set_setting
+from ..storage import MAX_BYTES
 from . import generate, models, stored_base64
 
 bp = Blueprint("a1111_compat", __name__)
@@ -49,6 +50,7 @@ NO_EFFECT = {
 # Our parameter names → A1111's, for validation errors.
 FIELD_OF = {"count": "batch_size", "model": f"override_settings.{CHECKPOINT}",
             "provider": f"override_settings.{CHECKPOINT}"}
+BASE64_LIMIT = MAX_BYTES * 4 // 3 + 64 * 1024  # png-info's body: an image as large as the store takes
 SAMPLERS = ("Euler a", "Euler", "DPM++ 2M", "DPM++ SDE", "DDIM")
 SCHEDULERS = ("automatic", "karras", "exponential", "sgm_uniform")
 
@@ -248,6 +250,7 @@ def progress():
 @bp.post("/png-info")
 def png_info():
     """The generation parameters embedded in an image (A1111's PNG Info)."""
+    request.max_content_length = BASE64_LIMIT
     body = json_body()
     image = body.get("image") if isinstance(body, Mapping) else None
     if not isinstance(image, str):
