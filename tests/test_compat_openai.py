@@ -148,16 +148,21 @@ def test_wrong_token_is_an_authentication_error(make_app):
         assert client_for(live, key="s3cret-token").models.list().data[0].id == "offline"
 
 
-def test_our_rate_limit_is_a_rate_limit_error(make_app, tmp_path):
-    app = make_app(RATELIMIT_ENABLED=True, RATE_LIMIT="1 per minute",
+def test_our_rate_limit_is_a_rate_limit_error_shared_with_the_other_routes(make_app, tmp_path):
+    app = make_app(RATELIMIT_ENABLED=True, RATE_LIMIT="2 per minute",
                    RATELIMIT_STORAGE_URI=f"sqlite:///{tmp_path / 'limits.db'}")
+    small = {"prompt": PROMPT, "width": 512, "height": 512}
     with LiveServer(app) as live:
+        assert requests.post(f"{live.url}/api/generate", json=small, timeout=30).status_code == 201
         client = client_for(live)
         client.images.generate(prompt=PROMPT, model="offline", size="512x512")
         with pytest.raises(openai.RateLimitError) as raised:
             client.images.generate(prompt=PROMPT, model="offline", size="512x512")
-    assert raised.value.code == "rate_limit_exceeded"
+        a1111 = requests.post(f"{live.url}/sdapi/v1/txt2img", json={"prompt": PROMPT}, timeout=30)
+    assert raised.value.code == "rate_limit_exceeded" and raised.value.type == "requests"
     assert int(raised.value.response.headers["Retry-After"]) >= 1
+    assert a1111.status_code == 429 and a1111.json()["error"] == "rate_limited"
+    assert int(a1111.headers["Retry-After"]) >= 1
 
 
 @pytest.mark.parametrize("fault, error_class, code", [
