@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import struct
 import tempfile
@@ -95,7 +96,8 @@ class ImageStore:
     def stage(self, data: bytes, description: dict) -> StagedImage:
         """Validate the image, then write it and its thumbnail under temporary names.
 
-        `description` holds the a1111_parameters() arguments but the size, read from the image.
+        `description` holds the a1111_parameters() arguments but the size, read from the image,
+        and may hold `generation`: the JSON written into a PNG's `imagegen` text chunk.
         """
         prepared = _IMAGE_WORK.submit(self._prepare, data, description).result()
         fmt, width, height, size, thumb, pending = prepared
@@ -116,8 +118,12 @@ class ImageStore:
         image = open_image(data)
         fmt, (width, height) = FORMATS[image.format], image.size
         if fmt == "png":
-            text = a1111_parameters(width=width, height=height, **description)
+            parameters = {k: v for k, v in description.items() if k != "generation"}
+            text = a1111_parameters(width=width, height=height, **parameters)
             data = with_png_text(data, "parameters", text)
+            if description.get("generation") is not None:
+                data = with_png_text(data, "imagegen", json.dumps(
+                    description["generation"], ensure_ascii=False, separators=(",", ":")))
         # The file is written (and synced) while the thumbnail is made.
         pending = _WRITES.submit(self._write_temp, self.root, data)
         try:
@@ -248,14 +254,21 @@ def with_png_text(data: bytes, key: str, text: str) -> bytes:
     return b"".join(parts)
 
 
+def _infotext_value(value) -> str:
+    """A value as AUTOMATIC1111 writes it: quoted (JSON) when it holds a comma, colon or quote."""
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return json.dumps(text) if any(c in text for c in ',:"\n') else text
+
+
 def a1111_parameters(
     *,
-    prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int,
-    width: int, height: int, model: str,
+    prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int | None,
+    width: int, height: int, model: str, options: dict | None = None,
 ) -> str:
-    """The text AUTOMATIC1111's PNG Info reads back."""
-    return (
-        f"{prompt}\nNegative prompt: {negative_prompt}\n"
-        f"Steps: {steps}, CFG scale: {cfg_scale:g}, Seed: {seed}, Size: {width}x{height}, "
-        f"Model: {model}"
-    )
+    """The text AUTOMATIC1111's PNG Info reads back; a model's options follow as `Name: value`."""
+    pairs = [f"Steps: {steps}", f"CFG scale: {cfg_scale:g}"]
+    if seed is not None:
+        pairs.append(f"Seed: {seed}")
+    pairs += [f"Size: {width}x{height}", f"Model: {_infotext_value(model)}"]
+    pairs += [f"{name}: {_infotext_value(value)}" for name, value in (options or {}).items()]
+    return f"{prompt}\nNegative prompt: {negative_prompt}\n" + ", ".join(pairs)

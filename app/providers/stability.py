@@ -190,7 +190,7 @@ class StabilityProvider(Provider):
             timed_out = isinstance(exc, requests.Timeout) or time.monotonic() >= deadline
             logger.warning("Stability AI request to %s failed: %s", path, type(exc).__name__)
             if timed_out:
-                raise UpstreamTimeout(f"Stability AI did not answer within {timeout:g} s "
+                raise UpstreamTimeout(f"Stability AI did not answer within {timeout:.3g} s "
                                       "(GENERATION_TIMEOUT).") from None
             raise UpstreamError("Could not reach Stability AI (the connection failed).") from None
         if response.status_code != 200:
