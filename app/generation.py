@@ -213,7 +213,7 @@ class GenerationService:
             # Members still running at this point have outlived the deadline: what they make
             # is never stored (the providers stop and cancel their own calls at the deadline).
             pool.shutdown(wait=False, cancel_futures=True)
-        for future, index in sorted(pending.items(), key=lambda item: item[1]):
+        for index in sorted(pending.values()):
             finish(index, UpstreamTimeout(
                 "The image was not finished within GENERATION_TIMEOUT; it was canceled."))
 
