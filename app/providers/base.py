@@ -125,7 +125,8 @@ class Model:
                 problems.append((name, message, kind))
             else:
                 checked[name] = value
-        return checked, problems
+        order = [option.name for option in self.options]
+        return dict(sorted(checked.items(), key=lambda item: order.index(item[0]))), problems
 
     def options_from_text(self, given: Mapping[str, str]) -> dict:
         """Options typed as text, each converted to its option's type where the model has it."""

@@ -13,6 +13,7 @@ import json
 import re
 import struct
 import threading
+import time
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -65,6 +66,7 @@ class Request:
     files: list[str] | None = None
     json: Any = None
     body: Any = None
+    received_at: float = field(default_factory=time.monotonic)  # when the body was read
 
     @property
     def content_type(self) -> str:
