@@ -14,6 +14,7 @@ import binascii
 import logging
 import math
 import re
+import weakref
 
 import openai
 from openai.types import ImagesResponse
@@ -110,6 +111,7 @@ class OpenAIProvider(Provider):
             self.client = openai.OpenAI(
                 api_key=self.key, base_url=config.get("OPENAI_BASE_URL") or None,
                 max_retries=0, timeout=60.0)
+            weakref.finalize(self, self.client.close)  # its pooled connections go with it
 
     @property
     def configured(self) -> bool:
