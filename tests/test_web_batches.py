@@ -85,3 +85,14 @@ def test_only_the_chosen_models_options_are_shown(client):
 def test_missing_batch_is_404(client):
     assert client.get("/batches/0123456789abcdef0123456789abcdef").status_code == 404
     assert client.get("/?batch=nope").status_code == 404
+
+
+def test_the_gallery_filters_by_batch(client):
+    location = client.post("/", data=form_data(client, count="2")).headers["Location"]
+    batch_id = location.rsplit("/", 1)[-1]
+    client.post("/", data=form_data(client))  # one more image, in no batch
+    page = client.get(f"/images?batch={batch_id}").get_data(as_text=True)
+    assert "2 images" in page and 'id="batch-filter"' in page
+    ids = [i["id"] for i in client.get(f"/api/images?batch={batch_id}").get_json()]
+    assert sorted(int(n) for n in re.findall(r'href="/images/(\d+)"', page)) == sorted(ids)
+    assert "3 images" in client.get("/images").get_data(as_text=True)

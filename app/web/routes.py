@@ -202,13 +202,15 @@ def images():
     provider = request.args.get("provider") or None
     if provider not in (None, *BY_NAME["provider"].choices):
         provider = None
+    batch = request.args.get("batch") or None
     before = request.args.get("before") or None
     after = None if before else request.args.get("after") or None
     try:
-        result = gallery.page(GALLERY_PAGE, before, q or None, provider, after=after)
+        result = gallery.page(GALLERY_PAGE, before, q or None, provider, after=after,
+                              batch=batch)
     except gallery.BadCursor:
         abort(404)
-    return render_template("gallery.html", page=result, q=q, provider=provider,
+    return render_template("gallery.html", page=result, q=q, provider=provider, batch=batch,
                            providers=list(service().providers.values()),
                            paged=bool(before or after))
 
