@@ -139,6 +139,7 @@ def _built_in() -> dict[str, tuple[Model, InputMap]]:
 
 BUILT_IN_MODELS = _built_in()
 SCHEMA_RETRY = 60.0  # seconds before a schema that could not be read is asked for again
+SCHEMA_TIMEOUT = httpx.Timeout(8.0, connect=3.0)
 
 MAX_WAIT = 60  # the longest `Prefer: wait` Replicate accepts
 POLL_INTERVAL = 0.5
@@ -275,13 +276,17 @@ class ReplicateProvider(Provider):
                  if ref not in BUILT_IN_MODELS]
         self._extra = {ref: SchemaModel(ref) for ref in dict.fromkeys(extra)}
         self._last_response = threading.local()
-        self.client = None
+        self.client = self.schema_client = None
         if self.token:  # given no token, the client would look for one in the environment
             transport = httpx.HTTPTransport()
             weakref.finalize(self, transport.close)  # its pooled connections go with the provider
             self.client = replicate.Client(
                 api_token=self.token, base_url=self.base_url, timeout=HTTP_TIMEOUT,
                 transport=transport, event_hooks={"response": [self._remember_retry_after]})
+            # Schemas are read while a page or a listing waits: a short timeout of their own.
+            self.schema_client = replicate.Client(
+                api_token=self.token, base_url=self.base_url, timeout=SCHEMA_TIMEOUT,
+                transport=transport)
 
     @property
     def configured(self) -> bool:
@@ -289,7 +294,7 @@ class ReplicateProvider(Provider):
 
     @property
     def models(self) -> list[Model]:
-        extra = [entry.get(self.client)[0] for entry in self._extra.values()]
+        extra = [entry.get(self.schema_client)[0] for entry in self._extra.values()]
         defaults = [m for m in extra if m.name == self._default]
         others = [m for m in extra if m.name != self._default]
         return [*defaults, *(model for model, _ in BUILT_IN_MODELS.values()), *others]
@@ -298,12 +303,12 @@ class ReplicateProvider(Provider):
         if name in BUILT_IN_MODELS:
             return BUILT_IN_MODELS[name][0]
         entry = self._extra.get(name)
-        return entry.get(self.client)[0] if entry else None
+        return entry.get(self.schema_client)[0] if entry else None
 
     def _input_map(self, name: str) -> InputMap:
         if name in BUILT_IN_MODELS:
             return BUILT_IN_MODELS[name][1]
-        model, inputs = self._extra[name].get(self.client)
+        model, inputs = self._extra[name].get(self.schema_client)
         if inputs is None:
             raise UpstreamError(f"Model '{name}' cannot be used now: {model.unavailable}")
         return inputs
