@@ -24,8 +24,9 @@ def client_for(server: LiveServer, key: str = "unused") -> openai.OpenAI:
 
 
 @pytest.fixture
-def server(make_app, fake_stability):
+def server(make_app, fake_stability, fake_openai):
     app = make_app(STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url,
+                   OPENAI_API_KEY=fake_openai.api_key, OPENAI_BASE_URL=fake_openai.url + "/v1",
                    DEFAULT_PROVIDER="offline")
     with LiveServer(app) as live:
         yield live
@@ -41,9 +42,10 @@ def test_models_lists_every_runnable_model(server):
     ids = [model.id for model in listed.data]
     assert ids[0] == "offline"  # the default provider's default model first
     assert "stability/sd3.5-large" in ids and "stability/sdxl-1.0" in ids
+    assert "openai/gpt-image-2" in ids
     assert not any(i.startswith("replicate/") for i in ids)  # not configured: cannot run now
     assert {model.object for model in listed.data} == {"model"}
-    assert {model.owned_by for model in listed.data} == {"offline", "stability"}
+    assert {model.owned_by for model in listed.data} == {"offline", "stability", "openai"}
 
 
 def test_generation_returns_the_stored_png(server):
@@ -85,6 +87,27 @@ def test_openai_fields_the_model_cannot_take_are_named_in_ignored(server):
                                        quality="high", background="opaque", user="someone")
     [record] = records(server.app)
     assert record.ignored == ["quality", "background"]
+
+
+def test_a_bare_openai_model_name_and_its_options(server, fake_openai):
+    answer = client_for(server).images.generate(prompt=PROMPT, model="gpt-image-2",
+                                                size="1024x1024", quality="low",
+                                                output_format="jpeg", background="opaque")
+    assert answer.output_format == "jpeg"
+    assert base64.b64decode(answer.data[0].b64_json)[:3] == b"\xff\xd8\xff"
+    [record] = records(server.app)
+    assert (record.provider, record.model, record.seed) == ("openai", "gpt-image-2", None)
+    assert record.options == {"quality": "low", "output_format": "jpeg", "background": "opaque"}
+    assert record.ignored[-1] == "seed" and "quality" not in record.ignored
+
+
+def test_an_option_value_the_model_refuses_is_a_bad_request(server):
+    with pytest.raises(openai.BadRequestError) as raised:
+        client_for(server).images.generate(prompt=PROMPT, model="openai/gpt-image-2",
+                                           quality="standard")
+    assert raised.value.param == "quality" and raised.value.code == "invalid_value"
+    assert "'low'" in raised.value.message  # the values the model allows
+    assert records(server.app) == []
 
 
 def test_batch_of_n_images(server):
@@ -171,11 +194,15 @@ def test_our_rate_limit_is_a_rate_limit_error_shared_with_the_other_routes(make_
     ("403", openai.BadRequestError, "moderation_blocked"),
     ("500", openai.InternalServerError, "upstream_error"),
     ("garbage", openai.InternalServerError, "upstream_error"),
+    ("openai:quota", openai.RateLimitError, "insufficient_quota"),
+    ("openai:moderation", openai.BadRequestError, "moderation_blocked"),
+    ("openai:503", openai.InternalServerError, "upstream_error"),
 ])
 def test_provider_failures_as_the_client_raises_them(server, fault, error_class, code):
+    provider, _, fault = fault.rpartition(":")
+    model = "openai/gpt-image-2" if provider else "stability/sd3.5-large"
     with pytest.raises(error_class) as raised:
-        client_for(server).images.generate(prompt=f"{PROMPT} [fault:{fault}]",
-                                           model="stability/sd3.5-large")
+        client_for(server).images.generate(prompt=f"{PROMPT} [fault:{fault}]", model=model)
     assert raised.value.code == code
     assert records(server.app) == []
     assert files_in(server.app.config["IMAGES_DIR"]) == []

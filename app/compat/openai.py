@@ -53,8 +53,8 @@ def images_generations():
     if response_format not in RESPONSE_FORMATS:
         raise ValidationFailed([error("response_format", "Input should be 'b64_json' or 'url'",
                                       "literal_error")])
-    translated, ignored = _generation_body(body)
-    params = replace(validate(translated), ignored=ignored)
+    translated, offered = _generation_body(body)
+    params = replace(validate(translated), offered=offered)
     records = generate(params)
     first = records[0]
     if response_format == "url":
@@ -69,9 +69,9 @@ def images_generations():
     })
 
 
-def _generation_body(body: Mapping) -> tuple[dict, tuple[str, ...]]:
-    """OpenAI's fields as the common parameters (what the service then checks), and the fields
-    the request set that the model cannot take."""
+def _generation_body(body: Mapping) -> tuple[dict, dict]:
+    """OpenAI's fields as the common parameters (what the service then checks), and those that
+    are options of some models (the service sends them where the model takes them)."""
     translated: dict = {"prompt": body.get("prompt")} if "prompt" in body else {}
     model = body.get("model")
     if model is not None:
@@ -92,7 +92,7 @@ def _generation_body(body: Mapping) -> tuple[dict, tuple[str, ...]]:
             raise ValidationFailed([error("size", "Input should be 'auto' or WIDTHxHEIGHT, "
                                                   "e.g. '1024x1024'", "string_pattern_mismatch")])
         translated["width"], translated["height"] = int(match[1]), int(match[2])
-    offered = tuple(name for name in OPTION_FIELDS if body.get(name) is not None)
+    offered = {name: body[name] for name in OPTION_FIELDS if body.get(name) is not None}
     return translated, offered
 
 
