@@ -31,7 +31,7 @@ def register(app: Flask) -> None:
 def generate(params: GenerationParams) -> list[Image]:
     """The images of one request: a batch when more than one is asked for."""
     generation = service()
-    if getattr(params, "count", 1) > 1:
+    if params.count > 1:
         return generation.generate_batch(params).images
     return [generation.generate(params)]
 
