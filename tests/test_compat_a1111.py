@@ -257,3 +257,18 @@ def test_a_stored_webp_goes_to_a1111_clients_as_a_png_with_its_parameters(app):
         sent = PILImage.open(io.BytesIO(base64.b64decode(stored_base64(record, png=True))))
         assert sent.format == "PNG" and sent.size == (512, 512)
         assert sent.info["parameters"] == record.parameters_text
+
+
+def test_a_replicate_model_chosen_by_its_checkpoint_title(make_app, fake_replicate):
+    app = make_app(REPLICATE_API_TOKEN=fake_replicate.api_token,
+                   REPLICATE_BASE_URL=fake_replicate.url)
+    with LiveServer(app) as live:
+        api = api_for(live)
+        assert "replicate/black-forest-labs/flux-schnell" in api.util_get_model_names()
+        result = api.txt2img(prompt=PROMPT, width=1024, height=1024, override_settings={
+            "sd_model_checkpoint": "replicate/black-forest-labs/flux-schnell"})
+    [record] = records(app)
+    assert (record.provider, record.model) == ("replicate", "black-forest-labs/flux-schnell")
+    assert result.image.format == "PNG"
+    assert result.image.info["parameters"] == result.info["infotexts"][0]
+    assert result.info["sd_model_name"] == "replicate/black-forest-labs/flux-schnell"
