@@ -12,7 +12,7 @@ from .. import gallery
 from ..extensions import db
 from ..generation import service
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
-from ..ratelimit import generation_limit
+from ..ratelimit import generation_limit, store_status
 
 bp = Blueprint("api", __name__)
 
@@ -122,6 +122,9 @@ def health():
         "openai_key": bool(config.get("OPENAI_API_KEY")),
         "database": database,
     }
+    rate_limit_store = store_status()
+    if rate_limit_store:
+        body["rate_limit_store"] = rate_limit_store
     return jsonify(body), 200 if database == "ok" else 503
 
 

@@ -1,0 +1,51 @@
+"""full-text search on PostgreSQL: a stored tsvector column over the prompts and a GIN index
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-25
+
+Only PostgreSQL gains anything here (SQLite has its FTS5 index from 0002). The generated column
+holds the words of prompt and negative_prompt, split as SQLite's unicode61 tokenizer splits them
+(ASCII punctuation separates words) and folded as it folds them (lower case, no accents): the
+`imagegen_search` configuration is PostgreSQL's `simple` one with `unaccent` in front. Neither
+the column nor its index is in the models; migrations/env.py leaves both out of comparisons.
+"""
+from alembic import op
+
+
+# revision identifiers, used by Alembic.
+revision = '0003'
+down_revision = '0002'
+branch_labels = None
+depends_on = None
+
+# ASCII punctuation written as ranges: the same on every database locale.
+WORDS = r"""regexp_replace({column}, '[!-/:-@\[-`{{-~]', ' ', 'g')"""
+SEARCH_VECTOR = (
+    "to_tsvector('imagegen_search'::regconfig, {prompt} || ' ' || {negative})".format(
+        prompt=WORDS.format(column='prompt'), negative=WORDS.format(column='negative_prompt'))
+)
+
+
+def upgrade():
+    if op.get_bind().dialect.name != 'postgresql':
+        return
+    op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
+    op.execute("CREATE TEXT SEARCH CONFIGURATION imagegen_search (COPY = simple)")
+    op.execute(
+        "ALTER TEXT SEARCH CONFIGURATION imagegen_search ALTER MAPPING FOR word, numword, "
+        "hword, hword_part, numhword, hword_numpart WITH unaccent, simple"
+    )
+    op.execute(
+        f"ALTER TABLE image ADD COLUMN search_vector tsvector "
+        f"GENERATED ALWAYS AS ({SEARCH_VECTOR}) STORED"
+    )
+    op.execute("CREATE INDEX ix_image_search ON image USING gin (search_vector)")
+
+
+def downgrade():
+    if op.get_bind().dialect.name != 'postgresql':
+        return
+    op.execute("DROP INDEX IF EXISTS ix_image_search")
+    op.execute("ALTER TABLE image DROP COLUMN IF EXISTS search_vector")
+    op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS imagegen_search")
