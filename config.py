@@ -99,8 +99,8 @@ def load_config(instance_path: str | Path) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SESSION_COOKIE_SAMESITE": "Lax",
     }
-    if not config["SECRET_KEY"] and not shared_deployment(
-            {**config, "S3_BUCKET": _env("S3_BUCKET")}):
+    config.setdefault("S3_BUCKET", _env("S3_BUCKET"))
+    if not config["SECRET_KEY"] and not shared_deployment(config):
         config["SECRET_KEY"] = _secret_key(instance)  # one machine: kept in the instance folder
     configured = [
         name

@@ -47,9 +47,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, image_id = raw.split("|")
-        return datetime.fromisoformat(stamp).astimezone(UTC), int(image_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        decoded = datetime.fromisoformat(stamp).astimezone(UTC), int(image_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise BadCursor(cursor) from exc
+    if not 0 <= decoded[1] <= MAX_ID:
+        raise BadCursor(cursor)
+    return decoded
 
 
 # The full-text indexes: on SQLite an FTS5 table (migration 0002; external content, rowid is

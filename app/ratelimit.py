@@ -101,8 +101,9 @@ def register(app: Flask) -> None:
     """This app's own Limiter, applied to every view marked with @generation_limit."""
     config = app.config
     default_store = f"{SQLiteStorage.STORAGE_SCHEME[0]}:///{Path(app.instance_path) / 'ratelimit.db'}"
-    uri = config.setdefault("RATELIMIT_STORAGE_URI",
-                            config.get("RATE_LIMIT_STORAGE_URI") or default_store)
+    uri = (config.get("RATE_LIMIT_STORAGE_URI") or config.get("RATELIMIT_STORAGE_URI")
+           or default_store)
+    config["RATELIMIT_STORAGE_URI"] = uri
     if uri.startswith(("redis", "rediss", "memcached", "valkey")):
         for name, value in NETWORK_STORE_OPTIONS.items():
             config.setdefault("RATELIMIT_STORAGE_OPTIONS", {}).setdefault(name, value)

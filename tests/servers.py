@@ -80,6 +80,15 @@ class PostgresServer:
             self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w",
                       "stop", timeout=60)
 
+    def running(self) -> bool:
+        import socket
+
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 0.5).close()
+        except OSError:
+            return False
+        return True
+
     def execute(self, *statements: str) -> None:
         """Statements run one by one outside a transaction (CREATE DATABASE needs that)."""
         import psycopg

@@ -1,10 +1,11 @@
-"""full-text search on PostgreSQL: a stored tsvector column over the prompts and a GIN index
+"""PostgreSQL: bigint ids, and full-text search (a stored tsvector column and a GIN index)
 
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-25
 
-Only PostgreSQL gains anything here (SQLite has its FTS5 index from 0002). The generated column
+Only PostgreSQL changes here (SQLite has 64-bit ids and its FTS5 index already). Ids become
+bigint, as large as SQLite's, so that every id a URL may name fits the column. The generated column
 holds the words of prompt and negative_prompt, split as SQLite's unicode61 tokenizer splits them
 (ASCII punctuation separates words) and folded as it folds them (lower case, no accents): the
 `imagegen_search` configuration is PostgreSQL's `simple` one with `unaccent` in front. Neither
@@ -30,6 +31,8 @@ SEARCH_VECTOR = (
 def upgrade():
     if op.get_bind().dialect.name != 'postgresql':
         return
+    op.execute("ALTER TABLE image ALTER COLUMN id TYPE bigint")
+    op.execute("ALTER SEQUENCE image_id_seq AS bigint")
     op.execute("CREATE EXTENSION IF NOT EXISTS unaccent")
     op.execute("CREATE TEXT SEARCH CONFIGURATION imagegen_search (COPY = simple)")
     op.execute(
@@ -49,3 +52,5 @@ def downgrade():
     op.execute("DROP INDEX IF EXISTS ix_image_search")
     op.execute("ALTER TABLE image DROP COLUMN IF EXISTS search_vector")
     op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS imagegen_search")
+    op.execute("ALTER SEQUENCE image_id_seq AS integer")
+    op.execute("ALTER TABLE image ALTER COLUMN id TYPE integer")
