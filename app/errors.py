@@ -71,7 +71,7 @@ def register(app: Flask) -> None:
         detail = "The database is unavailable; try again shortly."
         headers = {"Retry-After": "5"}
         if wants_json():
-            return error_response(503, detail, "database_unavailable", headers)
+            return error_response(503, detail, headers=headers)
         return render_template("error.html", status=503, title="Service unavailable",
                                message=detail), 503, headers
 
