@@ -33,7 +33,7 @@ APP_SETTINGS = (
     "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
     "REPLICATE_MODEL", "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "RATE_LIMIT_STORAGE_URI",
     "CORS_ORIGINS", "PROXY_COUNT", "MAX_CONTENT_LENGTH", "OPENAI_API_KEY", "WEB_CONCURRENCY",
-    "GUNICORN_THREADS", "GUNICORN_BIND", "BIND", "GUNICORN_CMD_ARGS",
+    "GUNICORN_THREADS", "GUNICORN_BIND", "BIND", "GUNICORN_CMD_ARGS", "S3_BUCKET",
 )
 
 
@@ -210,9 +210,9 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def render_site(text: str, replacements: dict[str, str]) -> str:
-    """deploy/nginx.conf with its documented example values replaced (each must be there)."""
+    """A deploy/ nginx site with its documented example values replaced (each must be there)."""
     for old, new in replacements.items():
-        assert old in text, f"deploy/nginx.conf no longer contains {old!r}"
+        assert old in text, f"the nginx site no longer contains {old!r}"
         text = text.replace(old, new)
     return text
 
@@ -220,21 +220,26 @@ def render_site(text: str, replacements: dict[str, str]) -> str:
 class Nginx:
     """nginx in the foreground with a copy of deploy/nginx.conf, included as sites-enabled is."""
 
-    def __init__(self, folder: Path, upstream: str, images_dir: Path):
+    def __init__(self, folder: Path, upstream: str | None = None, images_dir: Path | None = None,
+                 site: Path = NGINX_SITE, upstreams: dict[str, str] | None = None):
+        """deploy/nginx.conf in front of `upstream` (serving `images_dir`), or another site file
+        whose example upstream addresses `upstreams` maps to the real ones."""
         self.binary = nginx_binary()
         self.folder = Path(folder)
         self.http_port, self.https_port = free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.https_port}"
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.cert, key = self_signed_certificate(self.folder / "tls")
-        site = render_site(NGINX_SITE.read_text(), {
+        replacements = {
             "listen 80;": f"listen 127.0.0.1:{self.http_port};",
             "listen 443 ssl;": f"listen 127.0.0.1:{self.https_port} ssl;",
-            "/srv/imagegen/static/images/": f"{images_dir}/",
-            "/srv/imagegen/static/": f"{ROOT / 'static'}/",
-            "127.0.0.1:8000": upstream,
-            "/etc/letsencrypt/live/imagegen.example.org/": f"{key.parent}/",
-        })
+        }
+        if images_dir is not None:
+            replacements["/srv/imagegen/static/images/"] = f"{images_dir}/"
+        replacements["/srv/imagegen/static/"] = f"{ROOT / 'static'}/"
+        replacements.update(upstreams or {"127.0.0.1:8000": upstream})
+        replacements["/etc/letsencrypt/live/imagegen.example.org/"] = f"{key.parent}/"
+        site = render_site(Path(site).read_text(), replacements)
         (self.folder / "sites-enabled").mkdir(parents=True, exist_ok=True)
         (self.folder / "sites-enabled" / "imagegen").write_text(site)
         self.access_log = self.folder / "access.log"
