@@ -5,6 +5,7 @@ Redis; migrations run once, as the deploy step, before the nodes start.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 
@@ -107,9 +108,8 @@ def test_with_one_node_stopped_nginx_answers_everything(cluster):
         try:
             for index, source in enumerate(("127.0.0.2", "127.0.0.3", "127.0.0.4")):
                 status, _headers, body = nginx.raw(
-                    "POST", "/api/generate", body=(
-                        '{"prompt": "while B is down %d", "provider": "offline", '
-                        '"width": 512, "height": 512}' % index).encode(),
+                    "POST", "/api/generate",
+                    body=json.dumps({**SMALL, "prompt": f"while B is down {index}"}).encode(),
                     headers={"Content-Type": "application/json"}, source=source)
                 assert status == 201, body
                 answered.append(int(re.search(rb'"id":\s*(\d+)', body).group(1)))
