@@ -221,25 +221,25 @@ class Nginx:
     """nginx in the foreground with a copy of deploy/nginx.conf, included as sites-enabled is."""
 
     def __init__(self, folder: Path, upstream: str | None = None, images_dir: Path | None = None,
-                 site: Path = NGINX_SITE, upstreams: dict[str, str] | None = None):
+                 site: Path = NGINX_SITE, replacements: dict[str, str] | None = None):
         """deploy/nginx.conf in front of `upstream` (serving `images_dir`), or another site file
-        whose example upstream addresses `upstreams` maps to the real ones."""
+        with its example values (upstream addresses, ...) replaced by `replacements`."""
         self.binary = nginx_binary()
         self.folder = Path(folder)
         self.http_port, self.https_port = free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.https_port}"
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.cert, key = self_signed_certificate(self.folder / "tls")
-        replacements = {
+        values = {
             "listen 80;": f"listen 127.0.0.1:{self.http_port};",
             "listen 443 ssl;": f"listen 127.0.0.1:{self.https_port} ssl;",
         }
         if images_dir is not None:
-            replacements["/srv/imagegen/static/images/"] = f"{images_dir}/"
-        replacements["/srv/imagegen/static/"] = f"{ROOT / 'static'}/"
-        replacements.update(upstreams or {"127.0.0.1:8000": upstream})
-        replacements["/etc/letsencrypt/live/imagegen.example.org/"] = f"{key.parent}/"
-        site = render_site(Path(site).read_text(), replacements)
+            values["/srv/imagegen/static/images/"] = f"{images_dir}/"
+        values["/srv/imagegen/static/"] = f"{ROOT / 'static'}/"
+        values.update(replacements or {"127.0.0.1:8000": upstream})
+        values["/etc/letsencrypt/live/imagegen.example.org/"] = f"{key.parent}/"
+        site = render_site(Path(site).read_text(), values)
         (self.folder / "sites-enabled").mkdir(parents=True, exist_ok=True)
         (self.folder / "sites-enabled" / "imagegen").write_text(site)
         self.access_log = self.folder / "access.log"

@@ -32,7 +32,8 @@ def postgres_bin() -> Path | None:
 class PostgresServer:
     """initdb + pg_ctl on 127.0.0.1:<free port>, trust authentication for the `postgres` role."""
 
-    def __init__(self):
+    def __init__(self, folder: Path | None = None, settings: str = ""):
+        """A new cluster in a temporary folder, or the one kept in `folder` (made if missing)."""
         bindir = postgres_bin()
         require(bindir is not None and (bindir / "initdb").exists(),
                 "PostgreSQL is not installed (apt-get install postgresql)")
@@ -46,7 +47,11 @@ class PostgresServer:
             except KeyError:
                 require(False, "no `postgres` user to run PostgreSQL as (it refuses root)")
             self.as_owner = ["runuser", "-u", "postgres", "--"]
-        self.folder = Path(tempfile.mkdtemp(prefix="imagegen-postgres-"))
+        if folder is None:
+            folder = Path(tempfile.mkdtemp(prefix="imagegen-postgres-"))
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
         if owner is not None:
             os.chown(self.folder, owner.pw_uid, owner.pw_gid)
         self.data = self.folder / "data"
@@ -69,7 +74,7 @@ class PostgresServer:
         # Durability is not what the tests measure: no fsync keeps a shared machine calm.
         options = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.folder} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                   "-c max_connections=200")
+                   f"-c max_connections=200 {self.settings}")
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log),
                   "-o", options, "-w", "-t", "60", "start")
         wait_for_port(self.port, 30)

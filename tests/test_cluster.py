@@ -34,7 +34,7 @@ def cluster(tmp_path_factory, postgres, redis_server):
     try:
         upstreams = {"10.0.0.11:8000": nodes[0].url.split("//")[1],
                      "10.0.0.12:8000": nodes[1].url.split("//")[1]}
-        with Nginx(folder / "nginx", site=CLUSTER_SITE, upstreams=upstreams) as nginx:
+        with Nginx(folder / "nginx", site=CLUSTER_SITE, replacements=upstreams) as nginx:
             yield sites, nodes, nginx
     finally:
         for node in nodes:
