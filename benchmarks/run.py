@@ -16,6 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
+import bench_postgres  # noqa: E402
 import bench_store  # noqa: E402
 from common import LIBRARY_SIZE, copy_of_library, machine, print_rows  # noqa: E402
 from server import Gunicorn, memory_row  # noqa: E402
@@ -70,6 +71,7 @@ def main() -> None:
             rows += bench_library.run(server)
             rows += bench_generate.run(server, chosen)
             rows.append(memory_row(server))
+    rows += bench_postgres.run()
     seconds = time.perf_counter() - started
     print()
     print_rows(rows)
