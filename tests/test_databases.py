@@ -14,7 +14,7 @@ import pytest
 from app.extensions import db
 from app.models import Image
 from config import BASE_DIR
-from tests.test_gallery import add, search
+from tests.test_gallery import PROMPTS, add, search
 
 BIG = 2**63  # one past the largest bigint (and SQLite integer)
 
@@ -143,3 +143,30 @@ def test_search_parity(make_app, request):
     assert answers["sqlite"]["cafe"] == ["Café terrace at night"]
     assert answers["sqlite"]["fox"] == ["foxglove meadow; the fox's den", "Café terrace at night",
                                         "Red foxes in the SNOW, 35mm"]
+
+
+def totals(client, **args) -> int:
+    response = client.get("/api/images", query_string={"limit": 1, **args})
+    assert response.status_code == 200
+    return int(response.headers["X-Total-Count"])
+
+
+def test_totals_stay_exact_through_every_change(client, app):
+    """X-Total-Count (kept by a trigger on PostgreSQL) follows inserts, deletes and changes."""
+    assert totals(client) == 0 and totals(client, provider="stability") == 0
+    add(app)  # 5 records: offline, stability, offline, stability, offline
+    assert (totals(client), totals(client, provider="stability"),
+            totals(client, provider="offline"), totals(client, provider="replicate")) == (5, 2, 3, 0)
+    made = client.post("/api/generate", json={"prompt": "one more", "width": 512, "height": 512})
+    assert made.status_code == 201
+    assert totals(client) == 6 and totals(client, provider="offline") == 4
+    with app.app_context():
+        moved = db.session.scalar(db.select(Image).filter_by(prompt=PROMPTS[1][0]))
+        moved.provider = "replicate"
+        db.session.delete(db.session.scalar(db.select(Image).filter_by(prompt="an owl on a branch")))
+        db.session.commit()
+    assert (totals(client), totals(client, provider="stability"),
+            totals(client, provider="offline"), totals(client, provider="replicate")) == (5, 1, 3, 1)
+    assert client.delete(f"/api/images/{made.get_json()['id']}").status_code == 204
+    assert totals(client) == 4 and totals(client, q="fox") == 2
+    assert totals(client, q="fox", provider="stability") == 1  # the café, with "fox" in its negative

@@ -10,6 +10,10 @@ holds the words of prompt and negative_prompt, split as SQLite's unicode61 token
 (ASCII punctuation separates words) and folded as it folds them (lower case, no accents): the
 `imagegen_search` configuration is PostgreSQL's `simple` one with `unaccent` in front. Neither
 the column nor its index is in the models; migrations/env.py leaves both out of comparisons.
+
+PostgreSQL counts rows by reading them, which takes long on a large library, so the number of
+records per provider is kept in `image_count` by a trigger: the total of an unfiltered (or
+provider-only) page is read from there. It is filled from the existing records here.
 """
 from alembic import op
 
@@ -26,6 +30,20 @@ SEARCH_VECTOR = (
     "to_tsvector('imagegen_search'::regconfig, {prompt} || ' ' || {negative})".format(
         prompt=WORDS.format(column='prompt'), negative=WORDS.format(column='negative_prompt'))
 )
+
+COUNT_FUNCTION = """
+CREATE FUNCTION image_count_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP IN ('INSERT', 'UPDATE') THEN
+        INSERT INTO image_count (provider, images) VALUES (NEW.provider, 1)
+        ON CONFLICT (provider) DO UPDATE SET images = image_count.images + 1;
+    END IF;
+    IF TG_OP IN ('DELETE', 'UPDATE') THEN
+        UPDATE image_count SET images = images - 1 WHERE provider = OLD.provider;
+    END IF;
+    RETURN NULL;
+END
+$$"""
 
 
 def upgrade():
@@ -44,11 +62,23 @@ def upgrade():
         f"GENERATED ALWAYS AS ({SEARCH_VECTOR}) STORED"
     )
     op.execute("CREATE INDEX ix_image_search ON image USING gin (search_vector)")
+    op.execute(
+        "CREATE TABLE image_count (provider varchar(32) PRIMARY KEY, images bigint NOT NULL)")
+    op.execute("INSERT INTO image_count SELECT provider, count(*) FROM image GROUP BY provider")
+    op.execute(COUNT_FUNCTION)
+    op.execute("CREATE TRIGGER image_count_insert_delete AFTER INSERT OR DELETE ON image "
+               "FOR EACH ROW EXECUTE FUNCTION image_count_change()")
+    op.execute("CREATE TRIGGER image_count_update AFTER UPDATE OF provider ON image "
+               "FOR EACH ROW EXECUTE FUNCTION image_count_change()")
 
 
 def downgrade():
     if op.get_bind().dialect.name != 'postgresql':
         return
+    op.execute("DROP TRIGGER IF EXISTS image_count_update ON image")
+    op.execute("DROP TRIGGER IF EXISTS image_count_insert_delete ON image")
+    op.execute("DROP FUNCTION IF EXISTS image_count_change()")
+    op.execute("DROP TABLE IF EXISTS image_count")
     op.execute("DROP INDEX IF EXISTS ix_image_search")
     op.execute("ALTER TABLE image DROP COLUMN IF EXISTS search_vector")
     op.execute("DROP TEXT SEARCH CONFIGURATION IF EXISTS imagegen_search")
