@@ -9,7 +9,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent
-load_dotenv(BASE_DIR / ".env")
+DOTENV_PATH = BASE_DIR / ".env"
 
 HOSTED_PROVIDERS = ("stability", "replicate")
 DEFAULT_REPLICATE_MODEL = (
@@ -70,8 +70,12 @@ def require_shared_secret(config) -> None:
         )
 
 
-def load_config(instance_path: str | Path) -> dict:
-    """Settings for one app, from the environment; create_app() applies overrides on top."""
+def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH) -> dict:
+    """Settings for one app, from the environment; create_app() applies overrides on top.
+
+    The `.env` file fills in what the environment does not set (a variable set there wins).
+    """
+    load_dotenv(dotenv_path)
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
     images_dir = Path(_env("IMAGES_DIR", "static/images"))
@@ -82,6 +86,11 @@ def load_config(instance_path: str | Path) -> dict:
         "SQLALCHEMY_DATABASE_URI": database_url(
             _env("DATABASE_URL", f"sqlite:///{instance / 'app.db'}")),
         "IMAGES_DIR": str(images_dir),
+        "S3_BUCKET": _env("S3_BUCKET"),
+        "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
+        "S3_REGION": _env("S3_REGION"),
+        "S3_PREFIX": _env("S3_PREFIX", ""),
+        "IMAGES_BASE_URL": _env("IMAGES_BASE_URL"),
         "STABILITY_API_KEY": _env("STABILITY_API_KEY"),
         "STABILITY_BASE_URL": _env("STABILITY_BASE_URL", "https://api.stability.ai"),
         "STABILITY_MODEL": _env("STABILITY_MODEL", "sd3.5-large"),
@@ -99,7 +108,6 @@ def load_config(instance_path: str | Path) -> dict:
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SESSION_COOKIE_SAMESITE": "Lax",
     }
-    config.setdefault("S3_BUCKET", _env("S3_BUCKET"))
     if not config["SECRET_KEY"] and not shared_deployment(config):
         config["SECRET_KEY"] = _secret_key(instance)  # one machine: kept in the instance folder
     configured = [

@@ -16,6 +16,7 @@ from .extensions import db
 from .params import ValidationFailed
 from .providers.base import ProviderError
 from .ratelimit import current_limiter
+from .storage import StorageError
 
 MESSAGES = {
     404: "Not found.",
@@ -74,6 +75,13 @@ def register(app: Flask) -> None:
             return error_response(503, detail, headers=headers)
         return render_template("error.html", status=503, title="Service unavailable",
                                message=detail), 503, headers
+
+    @app.errorhandler(StorageError)
+    def storage_error(exc: StorageError):
+        if wants_json():
+            return error_response(exc.status, exc.detail, exc.code)
+        return render_template("error.html", status=exc.status, title="Image storage unavailable",
+                               message=exc.detail), exc.status
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -15,7 +15,7 @@ from .extensions import db
 from .models import Image, utcnow
 from .params import MAX_SEED, GenerationParams, ValidationFailed, error
 from .providers.base import GenerationRequest, Model, NotConfigured, Provider, UpstreamError
-from .storage import ImageStore, InvalidImage
+from .storage import ImageStore, InvalidImage, StorageError
 
 
 class GenerationService:
@@ -84,7 +84,7 @@ class GenerationService:
             raise UpstreamError(f"The provider answered with an unusable image: {exc}.") from exc
         created_at = utcnow()
         record = Image(
-            filename=staged.temp_file.name,
+            filename=staged.placeholder,
             provider=provider.name,
             width=staged.width,
             height=staged.height,
@@ -114,7 +114,11 @@ class GenerationService:
         filename, image_id = record.filename, record.id
         db.session.delete(record)
         db.session.commit()
-        self.store.delete(filename, image_id)
+        try:
+            self.store.delete(filename, image_id)
+        except StorageError as exc:
+            current_app.logger.warning("Image %s deleted; its files stay until `flask images "
+                                       "verify --fix`: %s", image_id, exc.detail)
 
 
 def service() -> GenerationService:

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..params import MAX_SEED, PARAMS, PROVIDER_NAMES
 from ..providers.base import TUNABLE, ProviderError
+from ..storage import StorageError
 from .errors import CODES
 
 TITLE = "Imagegen API"
@@ -32,6 +33,8 @@ SITUATIONS = {
     "rate_limited": "Our rate limit or the provider's; wait for Retry-After seconds.",
     "upstream_error": "The provider failed, answered garbage, or rejected our key.",
     "upstream_timeout": "The generation took longer than GENERATION_TIMEOUT.",
+    "storage_error": "The image store (folder or S3 bucket) cannot be reached or refused the "
+                     "write; nothing was kept. Try again later.",
 }
 EXAMPLE_DETAILS = {
     "database_unavailable": "The database is unavailable; try again shortly.",
@@ -45,6 +48,7 @@ EXAMPLE_DETAILS = {
     "rate_limited": "Too many requests: 30 per 1 minute.",
     "upstream_error": "The provider answered with an unusable image.",
     "upstream_timeout": "The provider did not answer within 120 seconds.",
+    "storage_error": "Image storage refused the write (AccessDenied).",
 }
 GENERATE_STATUSES = (400, 401, 402, 404, 413, 415, 422, 429, 502, 503, 504)
 
@@ -72,6 +76,8 @@ def codes_for(status: int, *, generation: bool = False) -> list[str]:
         codes.append(CODES[422])
     if generation:
         codes += [c for c in provider_codes().get(status, []) if c not in codes]
+        if status == StorageError.status:
+            codes.append(StorageError.code)
     if not codes:
         codes.append(CODES[status])
     return codes
@@ -131,8 +137,11 @@ def image_schema() -> dict:
         "properties": {
             "id": integer,
             "filename": {"type": "string", "description": "<YYYYMMDD_HHMMSS>_<id>.<ext>"},
-            "url": {"type": "string", "description": "/static/images/<filename>"},
-            "thumbnail_url": {"type": "string", "description": "/static/images/thumbs/<id>.webp"},
+            "url": {"type": "string",
+                    "description": "/static/images/<filename> on local storage; an absolute "
+                                   "URL (IMAGES_BASE_URL + filename, or presigned) on S3"},
+            "thumbnail_url": {"type": "string",
+                              "description": "/static/images/thumbs/<id>.webp, or absolute as url"},
             "prompt": string,
             "negative_prompt": string,
             "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
@@ -174,7 +183,8 @@ IMAGE_EXAMPLE = {
 
 
 def schemas() -> dict:
-    all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs)})
+    all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs),
+                        StorageError.code})
     return {
         "GenerateRequest": request_schema(),
         "Image": image_schema(),
@@ -240,6 +250,8 @@ def schemas() -> dict:
                 "replicate_key": {"type": "boolean"},
                 "openai_key": {"type": "boolean"},
                 "database": {"type": "string", "enum": ["ok", "error"]},
+                "storage": {"type": "string", "enum": ["ok", "error"],
+                            "description": "Whether the images folder or S3 bucket answers."},
                 "rate_limit_store": {
                     "type": "string", "enum": ["ok", "error"],
                     "description": "Only when RATE_LIMIT_STORAGE_URI is set: whether the shared "
@@ -344,14 +356,15 @@ def paths() -> dict:
         }},
         "/health": {"get": {
             "operationId": "health",
-            "summary": "Liveness, configured keys (never their values) and the database",
+            "summary": "Liveness, configured keys (never their values), the database and storage",
             "tags": ["service"],
             "security": [],
             "responses": {
                 "200": _json({"$ref": REF + "Health"}, "Healthy.",
                              {"status": "ok", "stability_key": False, "replicate_key": False,
-                              "openai_key": False, "database": "ok"}),
-                "503": _json({"$ref": REF + "Health"}, "The database does not answer."),
+                              "openai_key": False, "database": "ok", "storage": "ok"}),
+                "503": _json({"$ref": REF + "Health"},
+                             "The database or the image storage does not answer."),
             },
         }},
         "/api/openapi.json": {"get": {

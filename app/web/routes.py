@@ -20,6 +20,7 @@ from ..models import Image
 from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
 from ..ratelimit import generation_limit
+from ..storage import StorageError
 from .forms import GenerateForm
 
 bp = Blueprint("web", __name__)
@@ -34,6 +35,7 @@ BANNER_TITLES = {
     "rate_limited": "Too many requests",
     "upstream_error": "The provider failed",
     "upstream_timeout": "The generation timed out",
+    "storage_error": "The image could not be stored",
 }
 
 
@@ -65,7 +67,8 @@ def _limits(form: GenerateForm, providers: list[dict]) -> dict:
     return {"provider": provider, "model": model}
 
 
-def _render_form(form: GenerateForm, banner: ProviderError | None = None, status: int = 200):
+def _render_form(form: GenerateForm, banner: ProviderError | StorageError | None = None,
+                 status: int = 200):
     generation = service()
     recent = gallery.newest(12)
     providers = [p.describe(default=p.name == generation.default_provider)
@@ -114,7 +117,7 @@ def generate():
     except ValidationFailed as exc:
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
-    except ProviderError as exc:
+    except (ProviderError, StorageError) as exc:
         return _render_form(form, banner=exc, status=exc.status)
     return redirect(url_for("web.image", image_id=record.id), code=303)
 
