@@ -1,7 +1,8 @@
 """PostgreSQL: reading a 1,000,000-record library, and generation through two nodes behind nginx.
 
-The library is loaded once with COPY (at migration 0002, then 0003 adds the search column and
-builds its GIN index over the loaded rows, as a deployment migrating an existing library does)
+The library is loaded once with COPY (at the revision before 0003, which then adds the search
+column and builds its GIN index over the loaded rows, as a deployment migrating an existing
+library does)
 and kept with its PostgreSQL data folder under benchmarks/.data/. The reading cases are the
 same as bench_library's, through one gunicorn. The throughput case runs the same concurrent
 generations through nginx (deploy/nginx-cluster.conf) in front of one node and then two, all on
@@ -75,7 +76,7 @@ def library_server():
         started = time.perf_counter()
         server.execute("CREATE DATABASE library")
         url = server.url("library")
-        _flask(url, "db", "upgrade", "0002")
+        _flask(url, "db", "upgrade", "0004")  # the revision 0003 follows
         import psycopg
 
         with psycopg.connect(host="127.0.0.1", port=server.port, user="postgres",

@@ -1,7 +1,7 @@
 """PostgreSQL: bigint ids, and full-text search (a stored tsvector column and a GIN index)
 
 Revision ID: 0003
-Revises: 0002
+Revises: 0004
 Create Date: 2026-11-25
 
 Only PostgreSQL changes here (SQLite has 64-bit ids and its FTS5 index already). Ids become
@@ -20,7 +20,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0003'
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
