@@ -12,7 +12,7 @@ from .. import gallery
 from ..extensions import db
 from ..generation import service
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
-from ..ratelimit import generation_limit
+from ..ratelimit import generation_limit, store_status
 from ..storage import StorageError, current_store
 
 bp = Blueprint("api", __name__)
@@ -134,6 +134,9 @@ def health():
         "database": database,
         "storage": storage,
     }
+    rate_limit_store = store_status()
+    if rate_limit_store:
+        body["rate_limit_store"] = rate_limit_store
     return jsonify(body), 200 if healthy else 503
 
 
