@@ -17,6 +17,10 @@ DEFAULT_REPLICATE_MODEL = (
 )
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it, and the app does not start."""
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or default
@@ -59,6 +63,9 @@ def load_config(instance_path: str | Path) -> dict:
         "OPENAI_API_KEY": _env("OPENAI_API_KEY"),
         "GENERATION_TIMEOUT": float(_env("GENERATION_TIMEOUT", "120")),
         "API_TOKENS": _csv("API_TOKENS"),
+        "DAILY_BUDGET": _env("DAILY_BUDGET"),
+        "TOKEN_BUDGETS": _env("TOKEN_BUDGETS"),
+        "PRICES": _env("PRICES"),
         "RATE_LIMIT": _env("RATE_LIMIT", "30 per minute"),
         "RATE_LIMIT_STORAGE_URI": _env("RATE_LIMIT_STORAGE_URI"),
         "CORS_ORIGINS": _csv("CORS_ORIGINS"),

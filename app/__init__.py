@@ -13,6 +13,7 @@ from .extensions import csrf, db, limiter, migrate
 from .generation import GenerationService
 from .providers import build_providers
 from .ratelimit import SQLiteStorage
+from .spending import Spending
 from .storage import ImageStore
 
 
@@ -26,10 +27,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(load_config(app.instance_path))
     app.config.update(overrides or {})
     register_extensions(app)
+    register_security(app)
     register_services(app)
     register_blueprints(app)
     register_error_handlers(app)
-    register_security(app)
     register_cli(app)
     return app
 
@@ -62,6 +63,8 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def register_services(app: Flask) -> None:
     store = ImageStore(app.config["IMAGES_DIR"])
     app.extensions["generation"] = GenerationService(build_providers(app.config), store, app.config)
+    # Reads PRICES, DAILY_BUDGET and TOKEN_BUDGETS: a malformed one stops the app here.
+    app.extensions["spending"] = Spending(app.config, list(app.config["API_TOKEN_NAMES"]))
 
     # Images may live outside static/ (IMAGES_DIR); nginx serves them itself in production.
     @app.get("/static/images/<path:filename>", endpoint="image_file")
@@ -93,8 +96,9 @@ def register_security(app: Flask) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    from .cli import generate_command, images_group
+    from .cli import generate_command, images_group, usage_command
 
     app.cli.add_command(generate_command)
     app.cli.add_command(images_group)
+    app.cli.add_command(usage_command)
 

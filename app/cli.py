@@ -14,6 +14,7 @@ from .generation import service
 from .models import Image
 from .params import ValidationFailed, validate
 from .providers.base import ProviderError
+from .spending import GROUPINGS, dollars, parse_time, spending
 
 
 def _echo_record(record: Image) -> None:
@@ -45,7 +46,7 @@ def generate_command(prompt, provider, model, width, height, steps, cfg_scale, s
             for index in range(count):
                 seed_n = params.seed + index if params.seed else 0
                 current = validate({**body, "seed": seed_n})
-                _echo_record(service().generate(current))
+                _echo_record(service().generate(current, created_by="cli"))
                 bar.update(1)
     except ValidationFailed as exc:
         messages = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors)
@@ -139,3 +140,32 @@ def verify_command(fix):
     for path in leftovers:
         path.unlink(missing_ok=True)
     click.echo(f"Fixed {problems} problem(s).")
+
+
+@click.command("usage")
+@click.option("--since", default=None, help="An ISO date or time (UTC); everything when omitted.")
+@click.option("--until", default=None, help="An ISO date (inclusive) or time (UTC).")
+@click.option("--by", type=click.Choice(GROUPINGS), default="day", show_default=True)
+@with_appcontext
+def usage_command(since, until, by):
+    """What generation has cost, as GET /api/usage reports it."""
+    try:
+        start = parse_time(since) if since else None
+        end = parse_time(until, end=True) if until else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    report = spending().usage(start, end, by)
+    rows = [(g["key"], str(g["images"]), dollars(g["cost"])) for g in report["groups"]]
+    rows.append(("total", str(report["total"]["images"]), dollars(report["total"]["cost"])))
+    widths = [max(len(row[i]) for row in [(by, "images", "cost"), *rows]) for i in range(3)]
+    click.echo(f"{by:<{widths[0]}}  {'images':>{widths[1]}}  {'cost':>{widths[2]}}")
+    for key, images, cost in rows:
+        click.echo(f"{key:<{widths[0]}}  {images:>{widths[1]}}  {cost:>{widths[2]}}")
+    budget = report["budget"]
+    if budget["daily"] is not None:
+        click.echo(f"today: {dollars(budget['spent_today'])} spent, "
+                   f"{dollars(budget['left_today'])} left of {dollars(budget['daily'])} "
+                   "(DAILY_BUDGET)")
+    for token in budget.get("tokens", []):
+        click.echo(f"today, token {token['name']}: {dollars(token['spent_today'])} spent, "
+                   f"{dollars(token['left_today'])} left of {dollars(token['daily'])}")

@@ -9,7 +9,7 @@ from flask import Flask, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .api.errors import error_response
+from .api.errors import error_response, provider_error_response
 from .extensions import limiter
 from .params import ValidationFailed
 from .providers.base import ProviderError
@@ -54,8 +54,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ProviderError)
     def provider_error(exc: ProviderError):
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return error_response(exc.status, exc.detail, exc.code, headers)
+        return provider_error_response(exc)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

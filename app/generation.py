@@ -15,6 +15,7 @@ from .extensions import db
 from .models import Image, utcnow
 from .params import MAX_SEED, GenerationParams, ValidationFailed, error
 from .providers.base import GenerationRequest, Model, NotConfigured, Provider, UpstreamError
+from .spending import spending
 from .storage import ImageStore, InvalidImage
 
 
@@ -53,15 +54,16 @@ class GenerationService:
             raise ValidationFailed(problems)
         return provider, model
 
-    def generate(self, params: GenerationParams) -> Image:
+    def generate(self, params: GenerationParams, created_by: str = "api") -> Image:
         provider, model = self.resolve(params)
         seed = params.seed or secrets.randbelow(MAX_SEED) + 1
         ignored = [
             name for name in model.ignores() if name != "negative_prompt" or params.negative_prompt
         ]
         started = time.monotonic()
-        result = provider.generate(
-            GenerationRequest(
+        # The estimate is reserved against the budgets before the provider is asked.
+        with spending().reservation(created_by, provider.name, model.name, params) as charge:
+            result = provider.generate(GenerationRequest(
                 prompt=params.prompt,
                 negative_prompt="" if "negative_prompt" in ignored else params.negative_prompt,
                 model=model.name,
@@ -71,8 +73,8 @@ class GenerationService:
                 cfg_scale=params.cfg_scale,
                 seed=seed,
                 timeout=float(self.config["GENERATION_TIMEOUT"]),
-            )
-        )
+            ))
+            cost, cost_detail = charge.add(result)
         seed = result.seed or seed
         description = dict(
             prompt=params.prompt, negative_prompt=params.negative_prompt, steps=params.steps,
@@ -95,6 +97,9 @@ class GenerationService:
             file_size=staged.file_size,
             duration_ms=round((time.monotonic() - started) * 1000),
             created_at=created_at,
+            cost=cost,
+            cost_detail=cost_detail,
+            created_by=created_by,
             **description,
         )
         del record.requested["prompt"], record.requested["negative_prompt"]

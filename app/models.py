@@ -62,6 +62,9 @@ class Image(db.Model):
     file_size: Mapped[int]
     duration_ms: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cost: Mapped[float | None] = mapped_column(sa.Float)  # US dollars; None for imported images
+    cost_detail: Mapped[str | None] = mapped_column(sa.String(200))
+    created_by: Mapped[str | None] = mapped_column(sa.String(64))
 
     @property
     def url(self) -> str:
@@ -102,4 +105,56 @@ class Image(db.Model):
             "file_size": self.file_size,
             "duration_ms": self.duration_ms,
             "created_at": self.created_at.isoformat(),
+            "cost": self.cost,
+            "cost_detail": self.cost_detail,
+            "created_by": self.created_by,
         }
+
+
+class Charge(db.Model):
+    """Money one generation request spends: reserved before the provider call, then settled.
+
+    Rows stay after settling (deleting an image does not give its money back): they are what
+    budgets and usage count. An unsettled row past `expires_at` belongs to a request that died.
+    """
+
+    __tablename__ = "charge"
+    __table_args__ = (
+        sa.Index("ix_charge_day_created_by", "day", "created_by"),
+        # Covers the usage queries, so they read the index alone.
+        sa.Index("ix_charge_usage", "created_at", "settled", "day", "provider", "model",
+                 "created_by", "images", "amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(sa.String(10))  # the UTC date, YYYY-MM-DD
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    images: Mapped[int]
+    amount: Mapped[float] = mapped_column(sa.Float)  # US dollars: the estimate until settled
+    settled: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class IdempotencyKey(db.Model):
+    """One caller's Idempotency-Key: the request it named and, once done, the answer it got."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (
+        sa.UniqueConstraint("caller", "key", name="uq_idempotency_caller_key"),
+        sa.Index("ix_idempotency_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(sa.String(255))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime)  # a running request's deadline
+    status: Mapped[int | None]  # None while the first request runs
+    content_type: Mapped[str | None] = mapped_column(sa.String(100))
+    location: Mapped[str | None] = mapped_column(sa.String(500))
+    body: Mapped[str | None] = mapped_column(sa.Text)
