@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, FloatField, IntegerField, SelectField, TextAreaField
+from wtforms import (
+    BooleanField,
+    FloatField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    TextAreaField,
+)
 from wtforms.validators import Optional
 
 from ..params import BY_NAME, Param
@@ -42,6 +49,8 @@ class GenerateForm(FlaskForm):
     seed = _field(IntegerField, "seed", validators=[Optional()])
     random_seed = BooleanField("Random seed", description="A new seed each time; uncheck to "
                                "use the seed above.")
+    # New on every render: a double submission of one page makes one image.
+    idempotency_key = HiddenField()
 
     def parameters(self) -> dict:
         """The submitted values, as the JSON API would receive them."""

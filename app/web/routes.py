@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
+
 from flask import (
     Blueprint,
     abort,
@@ -14,12 +17,16 @@ from flask import (
 )
 from swagger_ui_bundle import swagger_ui_path
 
-from .. import gallery
+from .. import gallery, idempotency
+from ..api.routes import described_providers
+from ..callers import caller
 from ..generation import service
 from ..models import Image
 from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
 from ..ratelimit import generation_limit
+from ..spending import dollars, spending
+from .chart import usage_chart
 from .forms import GenerateForm
 
 bp = Blueprint("web", __name__)
@@ -34,6 +41,7 @@ BANNER_TITLES = {
     "rate_limited": "Too many requests",
     "upstream_error": "The provider failed",
     "upstream_timeout": "The generation timed out",
+    "budget_exceeded": "Today's budget does not cover this request",
 }
 
 
@@ -66,16 +74,18 @@ def _limits(form: GenerateForm, providers: list[dict]) -> dict:
 
 
 def _render_form(form: GenerateForm, banner: ProviderError | None = None, status: int = 200):
-    generation = service()
     recent = gallery.newest(12)
-    providers = [p.describe(default=p.name == generation.default_provider)
-                 for p in generation.providers.values()]
+    providers = described_providers()
+    current = _limits(form, providers)
+    form.idempotency_key.data = secrets.token_urlsafe(18)
+    per_image = current["model"]["price"]["per_image"]
     headers = {}
     if banner is not None and banner.retry_after:
         headers["Retry-After"] = str(banner.retry_after)
     return render_template(
         "index.html", form=form, recent=recent, providers=providers, params=BY_NAME,
-        current=_limits(form, providers), banner=banner,
+        current=current, banner=banner,
+        estimate=dollars(per_image) if per_image is not None else "unknown",
         banner_title=BANNER_TITLES.get(banner.code, "The generation failed") if banner else None,
     ), status, headers
 
@@ -109,14 +119,24 @@ def generate():
     form = _form()
     if not form.validate():
         return _render_form(form, status=422)
+    key = form.idempotency_key.data or ""
     try:
-        record = service().generate(validate(form.parameters()))
+        params = validate(form.parameters())
+
+        def run():
+            record = service().generate(params, created_by="web")
+            return redirect(url_for("web.image", image_id=record.id), code=303)
+
+        if not idempotency.VISIBLE.fullmatch(key):
+            return run()
+        # A repeat of the same submission waits for the first and ends on the same image.
+        return idempotency.once(caller(), key, idempotency.fingerprint(form.parameters()), run,
+                                store_errors=False, wait=True)
     except ValidationFailed as exc:
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
     except ProviderError as exc:
         return _render_form(form, banner=exc, status=exc.status)
-    return redirect(url_for("web.image", image_id=record.id), code=303)
 
 
 @bp.get("/images")
@@ -176,6 +196,18 @@ def delete(image_id: int):
     service().delete(gallery.get_or_404(image_id))
     flash("Image deleted.")
     return redirect(url_for("web.images"), code=303)
+
+
+@bp.get("/usage")
+def usage():
+    """Spending over the last 30 days: a chart by provider, totals by model and token."""
+    ledger = spending()
+    first, rows = ledger.chart_rows(30)
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    return render_template("usage.html", chart=usage_chart(first, rows, 30), first=first,
+                           by_model=ledger.usage(since, None, "model"),
+                           by_token=ledger.usage(since, None, "token"), budget=ledger.today(),
+                           dollars=dollars)
 
 
 @bp.get("/docs")
