@@ -63,10 +63,11 @@ REPLICATE_TIME_ESTIMATE = 0.01  # dollars an image on models Replicate bills by 
 
 
 def dollars(amount: float) -> str:
-    """$1.50, $0.065, $0.003: cents for whole dollars, up to four decimals below a dollar."""
-    if amount >= 1 or amount == 0:
+    """$1.50, $0.10, $0.065, $0.003: cents from a dollar up, up to four decimals below one."""
+    if amount >= 1:
         return f"${amount:,.2f}"
-    return "$" + f"{amount:.4f}".rstrip("0").rstrip(".")
+    text = f"{amount:.4f}".rstrip("0")
+    return "$" + text + "0" * max(0, 2 - len(text.partition(".")[2]))
 
 
 def _number(text: str, setting: str, what: str) -> float:

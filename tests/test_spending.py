@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -391,3 +394,41 @@ def test_create_app_reads_the_settings_from_the_environment(monkeypatch, tmp_pat
     assert (ledger.daily, ledger.token_budgets) == (2.0, {"alice": 1.0})
     assert ledger.price("offline", "abstract").per_image == 0.5
     assert app.config["API_TOKEN_NAMES"] == {"alice": "t1"}
+
+
+@pytest.mark.parametrize("serialised", [True, False])
+def test_reservations_are_serialised_so_concurrent_requests_cannot_overshoot(
+        make_app, monkeypatch, serialised):
+    # Reading today's spending is made slow, so that without the lock every thread would read
+    # the same total and all would fit; with it, exactly the five that fit get their hold.
+    from app.spending import BudgetExceeded, Spending
+
+    app = make_app(DAILY_BUDGET="0.05")
+    ledger = app.extensions["spending"]
+    read = Spending._committed
+
+    def slow_read(self, *args):
+        value = read(self, *args)
+        time.sleep(0.05)
+        return value
+
+    monkeypatch.setattr(Spending, "_committed", slow_read)
+    if not serialised:
+        monkeypatch.setattr(Spending, "_serialise", staticmethod(lambda connection: None))
+    start = threading.Barrier(10)
+
+    def reserve(_):
+        with app.app_context():
+            start.wait()
+            try:
+                ledger.reserve("api", "offline", "abstract", 1, 0.01)
+                return "held"
+            except BudgetExceeded:
+                return "refused"
+
+    with ThreadPoolExecutor(10) as pool:
+        outcomes = list(pool.map(reserve, range(10)))
+    if serialised:
+        assert outcomes.count("held") == 5 and outcomes.count("refused") == 5
+    else:  # the race the lock prevents
+        assert outcomes.count("held") > 5

@@ -12,10 +12,10 @@ function formatNumber(value) {
   return String(Number(value));
 }
 
-// As app.spending.dollars(): cents from a dollar up, up to four decimals below.
+// As app.spending.dollars(): cents from a dollar up, up to four decimals below one.
 function formatDollars(amount) {
-  if (amount >= 1 || amount === 0) return `$${amount.toFixed(2)}`;
-  return `$${amount.toFixed(4).replace(/0+$/, "").replace(/\.$/, "")}`;
+  if (amount >= 1) return `$${amount.toFixed(2)}`;
+  return `$${amount.toFixed(4).replace(/(\.\d\d[1-9]?)0*$/, "$1")}`;
 }
 
 // ---- Generate form ---------------------------------------------------------------------------
