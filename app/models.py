@@ -121,9 +121,9 @@ class Charge(db.Model):
     __tablename__ = "charge"
     __table_args__ = (
         sa.Index("ix_charge_day_created_by", "day", "created_by"),
-        # Covers the usage queries, so they read the index alone.
-        sa.Index("ix_charge_usage", "created_at", "settled", "day", "provider", "model",
-                 "created_by", "images", "amount"),
+        # Covers the usage of part of a day (a since or until at a time, not a date).
+        sa.Index("ix_charge_usage", "created_at", "settled", "provider", "model", "created_by",
+                 "images", "amount"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -136,6 +136,23 @@ class Charge(db.Model):
     amount: Mapped[float] = mapped_column(sa.Float)  # US dollars: the estimate until settled
     settled: Mapped[bool] = mapped_column(default=False)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChargeDay(db.Model):
+    """Settled charges summed per UTC day, provider, model and caller: what usage reports read."""
+
+    __tablename__ = "charge_day"
+    __table_args__ = (
+        sa.UniqueConstraint("day", "provider", "model", "created_by", name="uq_charge_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(sa.String(10))
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    images: Mapped[int]
+    amount: Mapped[float] = mapped_column(sa.Float)
 
 
 class IdempotencyKey(db.Model):

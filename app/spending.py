@@ -23,7 +23,7 @@ from flask import current_app
 from config import ConfigError
 
 from .extensions import db
-from .models import Charge, utcnow
+from .models import Charge, ChargeDay, utcnow
 from .providers.base import ProviderError
 
 CREDIT = 0.01  # dollars per Stability credit
@@ -166,6 +166,8 @@ class Reservation:
     provider: str
     model: str
     params: object
+    created_by: str
+    day: str
 
     def __post_init__(self):
         self.costs: list[float] = []
@@ -293,10 +295,10 @@ class Spending:
         return budgets
 
     def reserve(self, created_by: str, provider: str, model: str, images: int,
-                amount: float) -> int:
+                amount: float, day: str | None = None) -> int:
         """Hold `amount` dollars for a request, or raise BudgetExceeded; returns the charge id."""
         now = utcnow()
-        day = now.date().isoformat()
+        day = day or now.date().isoformat()
         budgets = self._budgets(created_by)
         row = dict(day=day, created_at=now, created_by=created_by, provider=provider,
                    model=model, images=images, amount=amount, settled=False,
@@ -325,45 +327,70 @@ class Spending:
         else:
             connection.execute(sa.select(Charge.id).with_for_update().limit(1))
 
-    def settle(self, charge_id: int, images: int, amount: float) -> None:
+    def settle(self, charge: Reservation, images: int, amount: float) -> None:
+        """The real cost replaces the estimate, and joins its day's totals."""
+        amount = round(amount, 6)
         with db.engine.begin() as connection:
-            connection.execute(sa.update(Charge).where(Charge.id == charge_id).values(
-                images=images, amount=round(amount, 6), settled=True))
+            connection.execute(sa.update(Charge).where(Charge.id == charge.charge_id).values(
+                images=images, amount=amount, settled=True))
+            _add_to_day(connection, dict(day=charge.day, provider=charge.provider,
+                                         model=charge.model, created_by=charge.created_by,
+                                         images=images, amount=amount))
 
-    def release(self, charge_id: int) -> None:
+    def release(self, charge: Reservation) -> None:
         with db.engine.begin() as connection:
-            connection.execute(sa.delete(Charge).where(Charge.id == charge_id))
+            connection.execute(sa.delete(Charge).where(Charge.id == charge.charge_id))
 
     @contextmanager
     def reservation(self, created_by: str, provider: str, model: str, params,
                     count: int = 1) -> Iterator[Reservation]:
         """Reserve the estimate; settle what was add()ed when the block ends, else release."""
-        charge = Reservation(self, self.reserve(created_by, provider, model, count,
-                                            self.estimate(provider, model, params, count)),
-                         provider, model, params)
+        day = utcnow().date().isoformat()
+        charge_id = self.reserve(created_by, provider, model, count,
+                                 self.estimate(provider, model, params, count), day)
+        charge = Reservation(self, charge_id, provider, model, params, created_by, day)
         try:
             yield charge
         finally:
             if charge.costs:  # images that were made were paid for, whatever happened next
-                self.settle(charge.charge_id, len(charge.costs), sum(charge.costs))
+                self.settle(charge, len(charge.costs), sum(charge.costs))
             else:
-                self.release(charge.charge_id)
+                self.release(charge)
 
     # --- usage ----------------------------------------------------------------------------------
 
     def usage(self, since: datetime | None = None, until: datetime | None = None,
               by: str = "day") -> dict:
-        """Settled spending between two times, grouped, with today's budget."""
-        key = {"day": Charge.day, "provider": Charge.provider,
-               "model": Charge.provider + "/" + Charge.model, "token": Charge.created_by}[by]
-        query = sa.select(key, sa.func.sum(Charge.images), sa.func.sum(Charge.amount)).where(
-            Charge.settled).group_by(key).order_by(key)
-        if since is not None:
-            query = query.where(Charge.created_at >= since)
-        if until is not None:
-            query = query.where(Charge.created_at < until)
-        groups = [{"key": name, "images": int(images), "cost": round(cost, 6)}
-                  for name, images, cost in db.session.execute(query)]
+        """Settled spending in [since, until), grouped, with today's budget.
+
+        Whole days come from the daily totals; a since or until inside a day adds that part
+        of the day from the charges themselves.
+        """
+        days, parts = _split(since, until)
+        totals: dict[str, list] = {}
+        queries = []
+        if days is not None:
+            key = _key(ChargeDay, by)
+            query = sa.select(key, sa.func.sum(ChargeDay.images), sa.func.sum(ChargeDay.amount)
+                              ).group_by(key)
+            first, last = days
+            if first is not None:
+                query = query.where(ChargeDay.day >= first.isoformat())
+            if last is not None:
+                query = query.where(ChargeDay.day < last.isoformat())
+            queries.append(query)
+        for start, end in parts:
+            key = _key(Charge, by)
+            queries.append(sa.select(key, sa.func.sum(Charge.images), sa.func.sum(Charge.amount))
+                           .where(Charge.settled, Charge.created_at >= start,
+                                  Charge.created_at < end).group_by(key))
+        for query in queries:
+            for name, images, cost in db.session.execute(query):
+                entry = totals.setdefault(name, [0, 0.0])
+                entry[0] += int(images)
+                entry[1] += cost
+        groups = [{"key": name, "images": images, "cost": round(cost, 6)}
+                  for name, (images, cost) in sorted(totals.items())]
         if by != "day":
             groups.sort(key=lambda group: (-group["cost"], -group["images"], group["key"]))
         return {
@@ -376,10 +403,9 @@ class Spending:
     def chart_rows(self, days: int = 30) -> tuple[date, list[tuple[str, str, int, float]]]:
         """(first day, [(day, provider, images, cost)]) for the last `days` UTC days."""
         first = utcnow().date() - timedelta(days=days - 1)
-        start = datetime(first.year, first.month, first.day, tzinfo=UTC)
-        query = sa.select(Charge.day, Charge.provider, sa.func.sum(Charge.images),
-                          sa.func.sum(Charge.amount)).where(
-            Charge.settled, Charge.created_at >= start).group_by(Charge.day, Charge.provider)
+        query = sa.select(ChargeDay.day, ChargeDay.provider, sa.func.sum(ChargeDay.images),
+                          sa.func.sum(ChargeDay.amount)).where(
+            ChargeDay.day >= first.isoformat()).group_by(ChargeDay.day, ChargeDay.provider)
         return first, [(d, p, int(n), float(c)) for d, p, n, c in db.session.execute(query)]
 
     def today(self) -> dict:
@@ -390,9 +416,9 @@ class Spending:
 
         def one(who: str | None, limit: float | None) -> dict:
             spent = float(db.session.execute(
-                sa.select(sa.func.coalesce(sa.func.sum(Charge.amount), 0.0)).where(
-                    Charge.day == day, Charge.settled,
-                    *([Charge.created_by == who] if who else []))).scalar_one())
+                sa.select(sa.func.coalesce(sa.func.sum(ChargeDay.amount), 0.0)).where(
+                    ChargeDay.day == day,
+                    *([ChargeDay.created_by == who] if who else []))).scalar_one())
             left = None
             if limit is not None:
                 left = round(max(0.0, limit - self._committed(connection, day, now, who)), 6)
@@ -403,6 +429,46 @@ class Spending:
             budget["tokens"] = [{"name": name, **one(name, limit)}
                                 for name, limit in sorted(self.token_budgets.items())]
         return budget
+
+
+def _key(table, by: str):
+    return {"day": table.day, "provider": table.provider,
+            "model": table.provider + "/" + table.model, "token": table.created_by}[by]
+
+
+def _add_to_day(connection, row: dict) -> None:
+    """Add a settled charge to its day's totals (one atomic upsert, on SQLite or PostgreSQL)."""
+    if connection.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = ChargeDay.__table__
+    statement = insert(table).values(**row)
+    connection.execute(statement.on_conflict_do_update(
+        index_elements=["day", "provider", "model", "created_by"],
+        set_={"images": table.c.images + statement.excluded.images,
+              "amount": table.c.amount + statement.excluded.amount}))
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _split(since: datetime | None, until: datetime | None):
+    """[since, until) as (whole days [first, last) or None, [(start, end) parts of days])."""
+    first = last = None
+    if since is not None:
+        first = since.date() if since == _midnight(since.date()) else since.date() + timedelta(1)
+    if until is not None:
+        last = until.date()
+    if first is not None and last is not None and first >= last:
+        return None, ([(since, until)] if since < until else [])
+    parts = []
+    if since is not None and since < _midnight(first):
+        parts.append((since, _midnight(first)))
+    if until is not None and _midnight(last) < until:
+        parts.append((_midnight(last), until))
+    return (first, last), parts
 
 
 def parse_time(text: str, *, end: bool = False) -> datetime:

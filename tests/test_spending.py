@@ -294,24 +294,27 @@ def test_a_dead_requests_reservation_stops_counting_when_it_expires(make_app):
 
 # --- usage --------------------------------------------------------------------------------------
 
-def _charge(day: datetime, provider: str, model: str, by: str, amount: float, images: int = 1):
-    return Charge(day=day.date().isoformat(), created_at=day, created_by=by, provider=provider,
-                  model=model, images=images, amount=amount, settled=True, expires_at=day)
+def spent(app, when: datetime, provider: str, model: str, by: str, amount: float,
+          images: int = 1) -> None:
+    """A settled charge in the past, as a generation then would have left it."""
+    from app.spending import _add_to_day
+
+    row = dict(day=when.date().isoformat(), provider=provider, model=model, created_by=by,
+               images=images, amount=amount)
+    with app.app_context(), db.engine.begin() as connection:
+        connection.execute(db.insert(Charge).values(**row, created_at=when, settled=True,
+                                                    expires_at=when))
+        _add_to_day(connection, row)
 
 
 @pytest.fixture
 def history(app):
     """Three days of spending by two tokens on three providers."""
     day1 = datetime(2026, 11, 1, 9, tzinfo=UTC)
-    rows = [
-        _charge(day1, "stability", "sd3.5-large", "alice", 0.065),
-        _charge(day1, "replicate", "black-forest-labs/flux-schnell", "bob", 0.006, 2),
-        _charge(day1 + timedelta(days=1), "stability", "sd3.5-large", "alice", 0.13, 2),
-        _charge(day1 + timedelta(days=2, hours=14), "offline", "abstract", "web", 0.0),
-    ]
-    with app.app_context():
-        db.session.add_all(rows)
-        db.session.commit()
+    spent(app, day1, "stability", "sd3.5-large", "alice", 0.065)
+    spent(app, day1, "replicate", "black-forest-labs/flux-schnell", "bob", 0.006, 2)
+    spent(app, day1 + timedelta(days=1), "stability", "sd3.5-large", "alice", 0.13, 2)
+    spent(app, day1 + timedelta(days=2, hours=14), "offline", "abstract", "web", 0.0)
     return day1
 
 
@@ -341,6 +344,14 @@ def test_usage_since_and_until(client, history):
     assert total("since=2026-11-03T12:00:00Z") == {"images": 1, "cost": 0.0}
     assert total("since=2026-11-03T15:00:00%2B02:00") == {"images": 1, "cost": 0.0}
     assert total("until=2026-11-03T12:00:00") == {"images": 5, "cost": 0.201}
+    # The offline image was made at 23:00 on the 3rd.
+    assert total("since=2026-11-01T10:00:00&until=2026-11-03T15:00") == {"images": 2,
+                                                                          "cost": 0.13}
+    assert total("since=2026-11-03T22:00&until=2026-11-03T23:30") == {"images": 1, "cost": 0}
+    assert total("since=2026-11-01T08:00:00&until=2026-11-01T10:00") == {"images": 3,
+                                                                          "cost": 0.071}
+    assert total("since=2026-11-02&until=2026-11-02") == {"images": 2, "cost": 0.13}
+    assert total("since=2026-11-03&until=2026-11-01") == {"images": 0, "cost": 0}
 
 
 @pytest.mark.parametrize("query", ["since=yesterday", "until=2026-13-01", "since=2026-11-01T25:00",

@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.extensions import db
-from app.models import Charge
 from tests.conftest import LiveServer, screenshot
 from tests.test_browser import watch
+from tests.test_spending import spent
 
 pytestmark = pytest.mark.browser
 
@@ -28,13 +27,8 @@ def test_usage_page_charts_the_last_30_days_by_provider(make_app, page):
             ("stability", "sd3.5-large", "alice", 0.13, 2, 3),
             ("replicate", "black-forest-labs/flux-schnell", "bob", 0.009, 3, 3),
             ("stability", "ultra", "alice", 0.08, 1, 40)]  # older than 30 days: not charted
-    with app.app_context():
-        for provider, model, by, amount, images, days_ago in rows:
-            when = now - timedelta(days=days_ago)
-            db.session.add(Charge(day=when.date().isoformat(), created_at=when, created_by=by,
-                                  provider=provider, model=model, images=images, amount=amount,
-                                  settled=True, expires_at=when))
-        db.session.commit()
+    for provider, model, by, amount, images, days_ago in rows:
+        spent(app, now - timedelta(days=days_ago), provider, model, by, amount, images)
     with LiveServer(app) as server:
         problems, outside = watch(page), outside_requests(page)
         page.goto(server.url + "/")

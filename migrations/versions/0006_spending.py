@@ -5,7 +5,8 @@ Revises: 0002
 Create Date: 2026-12-01
 
 `charge` holds what each generation request spent (reserved before the provider call, settled
-after); budgets and usage read it. `idempotency_key` remembers each caller's keys for 24 hours.
+after); budgets read it. `charge_day` sums the settled charges per day, provider, model and
+caller, so usage reports read a few thousand rows, not every charge. `idempotency_key` remembers each caller's keys for 24 hours.
 """
 import sqlalchemy as sa
 from alembic import op
@@ -37,8 +38,20 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
     )
     op.create_index('ix_charge_day_created_by', 'charge', ['day', 'created_by'])
-    op.create_index('ix_charge_usage', 'charge', ['created_at', 'settled', 'day', 'provider',
-                                                  'model', 'created_by', 'images', 'amount'])
+    op.create_index('ix_charge_usage', 'charge', ['created_at', 'settled', 'provider', 'model',
+                                                  'created_by', 'images', 'amount'])
+    op.create_table(
+        'charge_day',
+        sa.Column('id', sa.Integer(), nullable=False),
+        sa.Column('day', sa.String(length=10), nullable=False),
+        sa.Column('provider', sa.String(length=32), nullable=False),
+        sa.Column('model', sa.String(length=200), nullable=False),
+        sa.Column('created_by', sa.String(length=64), nullable=False),
+        sa.Column('images', sa.Integer(), nullable=False),
+        sa.Column('amount', sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint('id'),
+        sa.UniqueConstraint('day', 'provider', 'model', 'created_by', name='uq_charge_day'),
+    )
     op.create_table(
         'idempotency_key',
         sa.Column('id', sa.Integer(), nullable=False),
@@ -61,6 +74,7 @@ def upgrade():
 def downgrade():
     op.drop_index('ix_idempotency_expires', table_name='idempotency_key')
     op.drop_table('idempotency_key')
+    op.drop_table('charge_day')
     op.drop_index('ix_charge_usage', table_name='charge')
     op.drop_index('ix_charge_day_created_by', table_name='charge')
     op.drop_table('charge')
