@@ -67,10 +67,10 @@ def _claim(caller: str, key: str, digest: str) -> IdempotencyKey | None:
     """Take the key (None), or return the row of the request that holds it."""
     now = utcnow()
     table = IdempotencyKey.__table__
-    with db.engine.begin() as connection:
-        connection.execute(sa.delete(table).where(table.c.expires_at < now))
     try:
         with db.engine.begin() as connection:
+            # Expired keys go first (in the same transaction), so an old key can be used again.
+            connection.execute(sa.delete(table).where(table.c.expires_at < now))
             connection.execute(sa.insert(table).values(
                 caller=caller, key=key, fingerprint=digest, created_at=now,
                 expires_at=now + KEPT, locked_until=now + _lock_time()))
