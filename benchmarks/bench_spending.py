@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench_library import _timed as timed  # noqa: E402
 from common import LIBRARY_SIZE, copy_of_library, machine, print_rows, summary  # noqa: E402
 from server import Gunicorn  # noqa: E402
 
@@ -102,17 +103,6 @@ def overhead_rows(folder: Path) -> list[dict]:
     ]
 
 
-def _timed(client, path: str) -> list[float]:
-    client.request("GET", path)
-    times = []
-    for _ in range(HTTP_N):
-        status, _headers, _body, ms = client.request("GET", path)
-        if status != 200:
-            raise RuntimeError(f"GET {path} answered {status}")
-        times.append(ms)
-    return times
-
-
 def usage_rows(server) -> list[dict]:
     client = server.client()
     since = (datetime.now(UTC) - timedelta(days=30)).date().isoformat()
@@ -124,7 +114,7 @@ def usage_rows(server) -> list[dict]:
              ("usage page (GET /usage: 30-day chart, two tables)", "/usage")]
     rows = []
     for what, path in cases:
-        times = _timed(client, path)
+        times = timed(client, path, HTTP_N)
         stats = summary(times)
         rows.append({"what": what, **stats, "other": f"{LIBRARY_SIZE:,} charges",
                      "target": f"median < {TARGET_USAGE_MS:g} ms",
