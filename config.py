@@ -9,7 +9,7 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent
-load_dotenv(BASE_DIR / ".env")
+DOTENV_PATH = BASE_DIR / ".env"
 
 HOSTED_PROVIDERS = ("stability", "replicate")
 DEFAULT_REPLICATE_MODEL = (
@@ -43,8 +43,12 @@ def _secret_key(instance_path: Path) -> str:
     return key
 
 
-def load_config(instance_path: str | Path) -> dict:
-    """Settings for one app, from the environment; create_app() applies overrides on top."""
+def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH) -> dict:
+    """Settings for one app, from the environment; create_app() applies overrides on top.
+
+    The `.env` file fills in what the environment does not set (a variable set there wins).
+    """
+    load_dotenv(dotenv_path)
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
     images_dir = Path(_env("IMAGES_DIR", "static/images"))

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_library import _timed as timed  # noqa: E402
 from common import LIBRARY_SIZE, copy_of_library, machine, print_rows, summary  # noqa: E402
-from server import Gunicorn  # noqa: E402
+from server import GUNICORN_SETUP, Gunicorn  # noqa: E402
 
 N = 300  # generations' worth of checks per case
 HTTP_N = 100  # requests per usage case
@@ -137,8 +137,8 @@ def run(server=None) -> list[dict]:
 def main() -> None:
     print(f"machine: {machine()}")
     print(f"parameters: {N} × 2 generations' checks per case, in-process on SQLite; "
-          f"{HTTP_N} sequential usage requests per case through gunicorn -k gthread "
-          f"--threads 8 -w 2 over {LIBRARY_SIZE:,} charges")
+          f"{HTTP_N} sequential usage requests per case through {GUNICORN_SETUP} over "
+          f"{LIBRARY_SIZE:,} charges")
     print()
     print_rows(run())
 

@@ -6,11 +6,18 @@ import os
 import shutil
 import threading
 
-# Settings come from the tests alone, never from a developer's .env or shell.
-for _name in ("SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "STABILITY_API_KEY",
-              "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
-              "REPLICATE_MODEL", "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "CORS_ORIGINS",
-              "RATE_LIMIT_STORAGE_URI", "OPENAI_API_KEY"):
+# Settings come from the tests alone, never from a developer's .env or shell: every setting the
+# app reads is set (blank), and python-dotenv leaves variables that are already set alone.
+APP_SETTINGS = (
+    "SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "STABILITY_API_KEY",
+    "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
+    "REPLICATE_MODEL", "REPLICATE_MODELS", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL",
+    "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "RATE_LIMIT_STORAGE_URI", "CORS_ORIGINS",
+    "PROXY_COUNT", "MAX_CONTENT_LENGTH", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "S3_PREFIX",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "IMAGES_BASE_URL", "DAILY_BUDGET",
+    "TOKEN_BUDGETS", "PRICES",
+)
+for _name in APP_SETTINGS:
     os.environ[_name] = ""
 
 import pytest  # noqa: E402

@@ -6,6 +6,7 @@ would show up here as a console error.
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -100,22 +101,29 @@ def test_slow_generation_shows_a_spinner_and_cannot_be_sent_twice(make_app, page
     with LiveServer(app) as server:
         page.goto(server.url + "/")
         page.select_option("#provider", "stability")
-        page.fill("#prompt", "a slow red fox [fault:slow=2]")
+        page.fill("#prompt", "a slow red fox [fault:hold]")  # answered once released
         # Observed from inside the page: Playwright's own calls would wait for the navigation.
         state = page.evaluate("""() => new Promise((resolve) => {
             const button = document.getElementById("generate-button");
             button.click();
             const at_once = {spinner: !!button.querySelector(".spinner"),
-                             disabled: button.disabled, busy: button.getAttribute("aria-busy")};
+                             disabled: button.disabled, busy: button.getAttribute("aria-busy"),
+                             elapsed: button.querySelector(".elapsed").textContent};
             document.getElementById("generate-form").requestSubmit();  // a second try
-            setTimeout(() => resolve({...at_once,
-                elapsed: button.querySelector(".elapsed").textContent,
-                status: document.getElementById("generate-status").textContent}), 1300);
+            const counted = setInterval(() => {  // until the counter has moved on, however late
+                const elapsed = button.querySelector(".elapsed").textContent;
+                if (elapsed === at_once.elapsed) return;
+                clearInterval(counted);
+                resolve({...at_once, later: elapsed, disabled_later: button.disabled,
+                         status: document.getElementById("generate-status").textContent});
+            }, 50);
         })""")
         assert state["spinner"] and state["disabled"] and state["busy"] == "true"
-        assert state["elapsed"] == "1 s"
-        assert "Generating" in state["status"]
-        page.wait_for_url(re.compile(r"/images/\d+$"), timeout=15000)
+        assert state["elapsed"] == "0 s" and re.fullmatch(r"[1-9]\d* s", state["later"])
+        assert state["disabled_later"] and "Generating" in state["status"]
+        fake_stability.release()
+        page.wait_for_url(re.compile(r"/images/\d+$"), timeout=60000)
+    assert len([r for r in fake_stability.requests if r.method == "POST"]) == 1
     assert len(posts) == 1
 
 
@@ -171,6 +179,17 @@ def test_use_these_settings_and_same_seed_prefill_the_form(app, live_server, pag
     page.click("text=Same seed, new prompt")
     page.wait_for_url(re.compile(r"keep=seed"))
     assert page.input_value("#prompt") == "" and page.input_value("#seed") == "31337"
+
+
+def test_download_button_saves_the_image_file(app, live_server, page):
+    record = api_generate(app.test_client(), "a lighthouse to keep", seed=4242)
+    page.goto(f"{live_server.url}/images/{record['id']}")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == record["filename"]
+    stored = Path(app.config["IMAGES_DIR"]) / record["filename"]
+    assert Path(download.path()).read_bytes() == stored.read_bytes()
 
 
 def test_copy_buttons_and_delete_with_confirmation(app, live_server, page):

@@ -297,8 +297,8 @@ class FakeReplicate(FakeServer):
     Attributes: `api_token`; `run_time` (seconds a prediction takes, default 0.2);
     `max_wait` (cap on how long a `Prefer: wait` create is held, default 5.0);
     `requests` (every request received); `cancels` (ids of predictions a cancel was received for);
-    `predictions` (id -> prediction JSON as it stands now); `reset()` (forgets all of it and
-    restores run_time and max_wait).
+    `predictions` (id -> prediction JSON as it stands now); `finish(id)` (ends a running
+    prediction now); `reset()` (forgets all of it and restores run_time and max_wait).
     """
 
     def __init__(
@@ -335,6 +335,13 @@ class FakeReplicate(FakeServer):
             self._cancels.clear()
             self._files.clear()
         self.run_time, self.max_wait = self._defaults
+
+    def finish(self, prediction_id: str) -> None:
+        """End a running prediction now, as if its run time were up (a test's event, no clock)."""
+        with self._state:
+            prediction = self._predictions[prediction_id]
+            prediction.run_time = max(time.time() - prediction.created, 0.001)
+            self._state.notify_all()
 
     def stop(self) -> None:
         self.stopping.set()
