@@ -96,10 +96,10 @@ def overhead_rows(folder: Path) -> list[dict]:
          "target": f"< {TARGET_OVERHEAD_MS:g} ms", "ok": ledger_ms < TARGET_OVERHEAD_MS},
         {"what": "budgets + Idempotency-Key per generation (DAILY_BUDGET, TOKEN_BUDGETS)",
          **summary(checked),
-         "other": f"+{checked_ms - ledger_ms:.2f} ms over the ledger alone; "
-                  f"{LIBRARY_SIZE:,} charges in the ledger",
+         "other": f"+{checked_ms - ledger_ms:.2f} ms over a generation without them (the "
+                  f"ledger alone); {LIBRARY_SIZE:,} charges in the ledger",
          "target": f"median < {TARGET_OVERHEAD_MS:g} ms more than without",
-         "ok": checked_ms < TARGET_OVERHEAD_MS},
+         "ok": checked_ms - ledger_ms < TARGET_OVERHEAD_MS},
     ]
 
 
