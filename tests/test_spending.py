@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -410,20 +409,22 @@ def test_create_app_reads_the_settings_from_the_environment(monkeypatch, tmp_pat
 @pytest.mark.parametrize("serialised", [True, False])
 def test_reservations_are_serialised_so_concurrent_requests_cannot_overshoot(
         make_app, monkeypatch, serialised):
-    # Reading today's spending is made slow, so that without the lock every thread would read
-    # the same total and all would fit; with it, exactly the five that fit get their hold.
+    # Without the lock, ten requests that all read today's spending before any of them holds
+    # its estimate would all fit; with it, exactly the five that fit get their hold.
     from app.spending import BudgetExceeded, Spending
 
     app = make_app(DAILY_BUDGET="0.05")
     ledger = app.extensions["spending"]
     read = Spending._committed
+    all_read = threading.Barrier(10)
 
-    def slow_read(self, *args):
+    def read_then_wait(self, *args):
         value = read(self, *args)
-        time.sleep(0.05)
+        if not serialised:
+            all_read.wait(timeout=30)  # every thread has read before any inserts
         return value
 
-    monkeypatch.setattr(Spending, "_committed", slow_read)
+    monkeypatch.setattr(Spending, "_committed", read_then_wait)
     if not serialised:
         monkeypatch.setattr(Spending, "_serialise", staticmethod(lambda connection: None))
     start = threading.Barrier(10)
@@ -442,4 +443,4 @@ def test_reservations_are_serialised_so_concurrent_requests_cannot_overshoot(
     if serialised:
         assert outcomes.count("held") == 5 and outcomes.count("refused") == 5
     else:  # the race the lock prevents
-        assert outcomes.count("held") > 5
+        assert outcomes.count("held") == 10
