@@ -144,6 +144,14 @@ def test_prices_overrides_the_table(make_app, fake_replicate):
     assert sdxl["per_image"] == 0.02 and "PRICES" in sdxl["note"]
 
 
+def test_the_image_page_shows_cost_and_author(make_app):
+    client = make_app(PRICES="offline/abstract=0.065", API_TOKENS=["alice:ta"]).test_client()
+    record = post(client, "ta").get_json()
+    page = client.get(f"/images/{record['id']}").get_data(as_text=True)
+    assert '<td colspan="2" id="cost">$0.065 <span class="muted">($0.065 per image)</span>' in page
+    assert '<td colspan="2" id="created-by">alice</td>' in page
+
+
 def test_the_form_shows_the_estimate(make_app):
     page = make_app(PRICES="offline/abstract=0.065").test_client().get("/").get_data(as_text=True)
     assert 'Estimated cost: <strong id="cost-value">$0.065</strong>' in page

@@ -30,6 +30,7 @@ from .chart import usage_chart
 from .forms import GenerateForm
 
 bp = Blueprint("web", __name__)
+bp.add_app_template_filter(dollars, "dollars")
 
 PREFILL = ("prompt", "negative_prompt", "provider", "model", "width", "height", "steps",
            "cfg_scale", "seed")
@@ -206,8 +207,7 @@ def usage():
     since = datetime(first.year, first.month, first.day, tzinfo=UTC)
     return render_template("usage.html", chart=usage_chart(first, rows, 30), first=first,
                            by_model=ledger.usage(since, None, "model"),
-                           by_token=ledger.usage(since, None, "token"), budget=ledger.today(),
-                           dollars=dollars)
+                           by_token=ledger.usage(since, None, "token"), budget=ledger.today())
 
 
 @bp.get("/docs")
