@@ -13,8 +13,9 @@ from .extensions import csrf, db, limiter, migrate
 from .generation import GenerationService
 from .providers import build_providers
 from .ratelimit import SQLiteStorage
+from .security import named_tokens
 from .spending import Spending
-from .storage import ImageStore
+from .storage import store_from_config
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -27,10 +28,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app.config.update(load_config(app.instance_path))
     app.config.update(overrides or {})
     register_extensions(app)
-    register_security(app)
     register_services(app)
     register_blueprints(app)
     register_error_handlers(app)
+    register_security(app)
     register_cli(app)
     return app
 
@@ -61,9 +62,10 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def register_services(app: Flask) -> None:
-    store = ImageStore(app.config["IMAGES_DIR"])
+    store = app.extensions["image_store"] = store_from_config(app.config)
     app.extensions["generation"] = GenerationService(build_providers(app.config), store, app.config)
-    # Reads PRICES, DAILY_BUDGET and TOKEN_BUDGETS: a malformed one stops the app here.
+    # API_TOKENS, PRICES, DAILY_BUDGET and TOKEN_BUDGETS: a malformed one stops the app here.
+    app.config["API_TOKEN_NAMES"] = named_tokens(app.config["API_TOKENS"])
     app.extensions["spending"] = Spending(app.config, list(app.config["API_TOKEN_NAMES"]))
 
     # Images may live outside static/ (IMAGES_DIR); nginx serves them itself in production.

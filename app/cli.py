@@ -15,6 +15,7 @@ from .models import Image
 from .params import ValidationFailed, validate
 from .providers.base import ProviderError
 from .spending import GROUPINGS, dollars, parse_time, spending
+from .storage import StorageError
 
 
 def _echo_record(record: Image) -> None:
@@ -51,7 +52,7 @@ def generate_command(prompt, provider, model, width, height, steps, cfg_scale, s
     except ValidationFailed as exc:
         messages = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors)
         raise click.ClickException(messages) from None
-    except ProviderError as exc:
+    except (ProviderError, StorageError) as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
 
 
@@ -105,23 +106,24 @@ def verify_command(fix):
     """Report records whose file is missing and files that no record references."""
     store = service().store
     records = {image.filename: image for image in db.session.scalars(sa.select(Image))}
-    files = set(store.files())
+    try:
+        files = set(store.files())
+        thumbs = store.thumbnails()
+        leftovers = store.leftovers()
+    except StorageError as exc:
+        raise click.ClickException(exc.detail) from None
     missing = [records[name] for name in sorted(set(records) - files)]
     orphans = sorted(files - set(records))
-    known_thumbs = {f"{image.id}.webp" for image in records.values()}
-    orphan_thumbs = sorted(
-        path.name for path in (store.thumbs.glob("*.webp") if store.thumbs.is_dir() else [])
-        if path.name not in known_thumbs
-    )
-    leftovers = store.temp_files()
+    known_thumbs = {store.thumb_key(image.id) for image in records.values()}
+    orphan_thumbs = [key for key in thumbs if key not in known_thumbs]
     for image in missing:
         click.echo(f"missing file: record {image.id} -> {image.filename}")
     for name in orphans:
         click.echo(f"orphan file: {name}")
-    for name in orphan_thumbs:
-        click.echo(f"orphan thumbnail: thumbs/{name}")
-    for path in leftovers:
-        click.echo(f"unfinished write: {path.name}")
+    for key in orphan_thumbs:
+        click.echo(f"orphan thumbnail: {key}")
+    for key in leftovers:
+        click.echo(f"unfinished write: {key}")
     problems = len(missing) + len(orphans) + len(orphan_thumbs) + len(leftovers)
     if not problems:
         click.echo(f"OK: {len(records)} records, every file present, no orphans.")
@@ -131,14 +133,12 @@ def verify_command(fix):
     for image in missing:
         db.session.delete(image)
     db.session.commit()
-    for image in missing:
-        store.thumb_path(image.id).unlink(missing_ok=True)
-    for name in orphans:
-        (store.root / name).unlink(missing_ok=True)
-    for name in orphan_thumbs:
-        (store.thumbs / name).unlink(missing_ok=True)
-    for path in leftovers:
-        path.unlink(missing_ok=True)
+    stale = [store.thumb_key(image.id) for image in missing] + orphans + orphan_thumbs + leftovers
+    try:
+        for key in stale:
+            store.backend.delete(key)
+    except StorageError as exc:
+        raise click.ClickException(exc.detail) from None
     click.echo(f"Fixed {problems} problem(s).")
 
 

@@ -16,7 +16,7 @@ from .models import Image, utcnow
 from .params import MAX_SEED, GenerationParams, ValidationFailed, error
 from .providers.base import GenerationRequest, Model, NotConfigured, Provider, UpstreamError
 from .spending import spending
-from .storage import ImageStore, InvalidImage
+from .storage import ImageStore, InvalidImage, StorageError
 
 
 class GenerationService:
@@ -86,7 +86,7 @@ class GenerationService:
             raise UpstreamError(f"The provider answered with an unusable image: {exc}.") from exc
         created_at = utcnow()
         record = Image(
-            filename=staged.temp_file.name,
+            filename=staged.placeholder,
             provider=provider.name,
             width=staged.width,
             height=staged.height,
@@ -119,7 +119,11 @@ class GenerationService:
         filename, image_id = record.filename, record.id
         db.session.delete(record)
         db.session.commit()
-        self.store.delete(filename, image_id)
+        try:
+            self.store.delete(filename, image_id)
+        except StorageError as exc:
+            current_app.logger.warning("Image %s deleted; its files stay until `flask images "
+                                       "verify --fix`: %s", image_id, exc.detail)
 
 
 def service() -> GenerationService:

@@ -5,7 +5,8 @@ on any worker or node); the answer is stored in that row and replayed to every r
 same body. What is stored: any answer from a request that reached the provider, errors included
 (as Stripe does), because the provider may have billed it. What is not: refusals before that
 point (validation, an unconfigured provider, a budget, an unexpected failure), which release the
-key so that a corrected request may use it again.
+key so that a corrected request may use it again; and a storage failure (503, nothing was kept,
+"try again later"), so that the retry it asks for can make the image.
 """
 
 from __future__ import annotations

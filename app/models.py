@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .extensions import db
-from .storage import a1111_parameters
+from .storage import a1111_parameters, current_store
 
 
 def utcnow() -> datetime:
@@ -68,11 +68,11 @@ class Image(db.Model):
 
     @property
     def url(self) -> str:
-        return f"/static/images/{self.filename}"
+        return current_store().url(self.filename)
 
     @property
     def thumbnail_url(self) -> str:
-        return f"/static/images/thumbs/{self.id}.webp"
+        return current_store().thumbnail_url(self.id)
 
     @property
     def parameters_text(self) -> str:

@@ -20,7 +20,7 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
+    "img-src 'self' data: blob:{image_origin}",
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'self'",
@@ -28,7 +28,6 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "X-Frame-Options": "DENY",
@@ -65,7 +64,6 @@ def register(app: Flask) -> None:
         # Trust X-Forwarded-* from exactly the proxies in front, no more (else clients spoof them).
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=count, x_proto=count, x_host=count)
     app.session_interface = SessionInterface()
-    app.config["API_TOKEN_NAMES"] = named_tokens(app.config["API_TOKENS"])
     if app.config["CORS_ORIGINS"]:
         CORS(app, resources={r"/api/*": {"origins": app.config["CORS_ORIGINS"]}},
              allow_headers=["Authorization", "Content-Type"],
@@ -87,8 +85,13 @@ def register(app: Flask) -> None:
         return error_response(401, "Missing or invalid API token (Authorization: Bearer <token>).",
                               headers={"WWW-Authenticate": "Bearer"})
 
+    # Images may come from the bucket or a CDN: that one origin is allowed for images.
+    origin = app.extensions["image_store"].origin
+    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY.format(
+        image_origin=f" {origin}" if origin else ""), **SECURITY_HEADERS}
+
     @app.after_request
     def security_headers(response):
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response

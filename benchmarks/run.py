@@ -59,13 +59,14 @@ def main() -> None:
     started = time.perf_counter()
     machine_line = machine()
     print(f"machine: {machine_line}")
-    print(f"parameters: store {bench_store.N} runs; offline renderer {bench_offline.N} renders; "
+    print(f"parameters: store {bench_store.N} runs ({bench_store.N_S3} on S3 vs disk); "
+          f"offline renderer {bench_offline.N} renders; "
           f"{LIBRARY_SIZE:,} records; list/search/gallery {bench_library.N} requests per case; "
           f"deep page {bench_library.DEEP_PAGES} pages; generation "
           f"{bench_generate.SEQUENTIAL} sequential then {bench_generate.CONCURRENT} from "
           f"{bench_generate.CLIENTS} clients; spending checks {bench_spending.N} × 2, usage "
           f"{bench_spending.HTTP_N} requests per case; {GUNICORN_SETUP}")
-    rows = bench_store.run() + bench_offline.run()
+    rows = bench_store.run() + bench_store.run_s3() + bench_offline.run()
     with bench_generate.provider() as chosen, tempfile.TemporaryDirectory() as folder:
         database = copy_of_library(Path(folder))
         with Gunicorn(database, Path(folder) / "images", **chosen.env) as server:

@@ -19,6 +19,10 @@ APP_SETTINGS = (
 )
 for _name in APP_SETTINGS:
     os.environ[_name] = ""
+# Nor from the AWS credentials that boto3 would find by itself.
+os.environ["AWS_SESSION_TOKEN"] = ""
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 import pytest  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
@@ -160,6 +164,21 @@ def screenshot(page, name: str) -> None:
     """Keep what the browser saw as a test artifact."""
     os.makedirs(ARTIFACTS, exist_ok=True)
     page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"), full_page=True)
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS serving S3 on 127.0.0.1 for the whole session (skipped where weed is missing)."""
+    from tests.s3server import SeaweedS3, weed_binary
+
+    with SeaweedS3(weed_binary(), tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3_server.new_bucket()
 
 
 @pytest.fixture(scope="session")

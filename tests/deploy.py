@@ -230,9 +230,9 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def render_site(text: str, replacements: dict[str, str]) -> str:
-    """deploy/nginx.conf with its documented example values replaced (each must be there)."""
+    """A deploy/nginx*.conf with its documented example values replaced (each must be there)."""
     for old, new in replacements.items():
-        assert old in text, f"deploy/nginx.conf no longer contains {old!r}"
+        assert old in text, f"the nginx site no longer contains {old!r}"
         text = text.replace(old, new)
     return text
 
@@ -240,7 +240,8 @@ def render_site(text: str, replacements: dict[str, str]) -> str:
 class Nginx:
     """nginx in the foreground with a copy of deploy/nginx.conf, included as sites-enabled is."""
 
-    def __init__(self, folder: Path, upstream: str, images_dir: Path):
+    def __init__(self, folder: Path, upstream: str, images_dir: Path,
+                 sites: dict[str, str] | None = None):
         self.binary = nginx_binary()
         self.folder = Path(folder)
         self.http_port, self.https_port = free_port(), free_port()
@@ -257,6 +258,8 @@ class Nginx:
         })
         (self.folder / "sites-enabled").mkdir(parents=True, exist_ok=True)
         (self.folder / "sites-enabled" / "imagegen").write_text(site)
+        for name, text in (sites or {}).items():  # more files beside it (deploy/nginx-s3.conf)
+            (self.folder / "sites-enabled" / name).write_text(text)
         self.access_log = self.folder / "access.log"
         self.error_log = self.folder / "error.log"
         temp = "\n".join(f"    {name}_temp_path {self.folder / 'temp' / name};"

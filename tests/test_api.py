@@ -292,7 +292,16 @@ def test_health(client):
     assert response.status_code == 200
     assert response.get_json() == {"status": "ok", "stability_key": False,
                                    "replicate_key": False, "openai_key": False,
-                                   "database": "ok"}
+                                   "database": "ok", "storage": "ok"}
+
+
+def test_health_reports_an_images_folder_that_cannot_be_written(make_app, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    response = make_app(IMAGES_DIR=str(blocker / "images")).test_client().get("/health")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "degraded"
+    assert response.get_json()["storage"] == "error"
 
 
 def test_health_reports_keys_without_their_values(make_app):

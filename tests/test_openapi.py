@@ -17,7 +17,7 @@ def document(client):
 
 ROUTES = {
     "/api/generate": {"post": {"201", "400", "401", "402", "404", "413", "415", "422", "429",
-                               "502", "504"}},
+                               "502", "503", "504"}},
     "/api/images": {"get": {"200", "401", "422"}},
     "/api/images/{image_id}": {"get": {"200", "401", "404"}, "delete": {"204", "401", "404"}},
     "/api/providers": {"get": {"200", "401"}},
@@ -86,7 +86,7 @@ def test_generate_errors_carry_the_contract_codes(document):
                 "413": {"payload_too_large"}, "415": {"unsupported_media_type"},
                 "422": {"validation_error", "content_moderation", "idempotency_key_reused"},
                 "429": {"rate_limited"},
-                "502": {"upstream_error"}, "504": {"upstream_timeout"}}
+                "502": {"upstream_error"}, "503": {"storage_error"}, "504": {"upstream_timeout"}}
     for status, codes in expected.items():
         examples = responses[status]["content"]["application/json"]["examples"]
         assert {example["value"]["error"] for example in examples.values()} == codes, status

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..params import MAX_SEED, PARAMS, PROVIDER_NAMES
 from ..providers.base import TUNABLE, ProviderError
+from ..storage import StorageError
 from .errors import CODES
 
 TITLE = "Imagegen API"
@@ -34,6 +35,8 @@ SITUATIONS = {
                        "token's budget (TOKEN_BUDGETS); refused before any provider call.",
     "request_in_progress": "The first request with this Idempotency-Key is still running.",
     "idempotency_key_reused": "This Idempotency-Key was used with another request body.",
+    "storage_error": "The image store (folder or S3 bucket) cannot be reached or refused the "
+                     "write; nothing was kept. Try again later.",
 }
 EXAMPLE_DETAILS = {
     "provider_not_configured": "Provider 'stability' is not configured: set STABILITY_API_KEY.",
@@ -50,8 +53,9 @@ EXAMPLE_DETAILS = {
                        "today's budget (DAILY_BUDGET) of $5.00; it resets at midnight UTC.",
     "request_in_progress": "A request with this Idempotency-Key is still running.",
     "idempotency_key_reused": "This Idempotency-Key was used with another request body.",
+    "storage_error": "Image storage refused the write (AccessDenied).",
 }
-GENERATE_STATUSES = (400, 401, 402, 404, 409, 413, 415, 422, 429, 502, 504)
+GENERATE_STATUSES = (400, 401, 402, 404, 409, 413, 415, 422, 429, 502, 503, 504)
 IDEMPOTENCY_CODES = {409: ["request_in_progress"], 422: ["idempotency_key_reused"]}
 
 
@@ -79,6 +83,8 @@ def codes_for(status: int, *, generation: bool = False) -> list[str]:
     if generation:
         codes += [c for c in provider_codes().get(status, []) + IDEMPOTENCY_CODES.get(status, [])
                   if c not in codes]
+        if status == StorageError.status:
+            codes.append(StorageError.code)
     if not codes:
         codes.append(CODES[status])
     return codes
@@ -138,8 +144,11 @@ def image_schema() -> dict:
         "properties": {
             "id": integer,
             "filename": {"type": "string", "description": "<YYYYMMDD_HHMMSS>_<id>.<ext>"},
-            "url": {"type": "string", "description": "/static/images/<filename>"},
-            "thumbnail_url": {"type": "string", "description": "/static/images/thumbs/<id>.webp"},
+            "url": {"type": "string",
+                    "description": "/static/images/<filename> on local storage; an absolute "
+                                   "URL (IMAGES_BASE_URL + filename, or presigned) on S3"},
+            "thumbnail_url": {"type": "string",
+                              "description": "/static/images/thumbs/<id>.webp, or absolute as url"},
             "prompt": string,
             "negative_prompt": string,
             "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
@@ -199,7 +208,8 @@ USAGE_EXAMPLE = {
 
 def schemas() -> dict:
     all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs),
-                        *(c for cs in IDEMPOTENCY_CODES.values() for c in cs)})
+                        *(c for cs in IDEMPOTENCY_CODES.values() for c in cs),
+                        StorageError.code})
     return {
         "GenerateRequest": request_schema(),
         "Image": image_schema(),
@@ -292,6 +302,8 @@ def schemas() -> dict:
                 "replicate_key": {"type": "boolean"},
                 "openai_key": {"type": "boolean"},
                 "database": {"type": "string", "enum": ["ok", "error"]},
+                "storage": {"type": "string", "enum": ["ok", "error"],
+                            "description": "Whether the images folder or S3 bucket answers."},
             },
         },
     }
@@ -423,14 +435,15 @@ def paths() -> dict:
         }},
         "/health": {"get": {
             "operationId": "health",
-            "summary": "Liveness, configured keys (never their values) and the database",
+            "summary": "Liveness, configured keys (never their values), the database and storage",
             "tags": ["service"],
             "security": [],
             "responses": {
                 "200": _json({"$ref": REF + "Health"}, "Healthy.",
                              {"status": "ok", "stability_key": False, "replicate_key": False,
-                              "openai_key": False, "database": "ok"}),
-                "503": _json({"$ref": REF + "Health"}, "The database does not answer."),
+                              "openai_key": False, "database": "ok", "storage": "ok"}),
+                "503": _json({"$ref": REF + "Health"},
+                             "The database or the image storage does not answer."),
             },
         }},
         "/api/openapi.json": {"get": {

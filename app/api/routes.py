@@ -15,6 +15,7 @@ from ..generation import service
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
 from ..ratelimit import generation_limit
 from ..spending import GROUPINGS, parse_time, spending
+from ..storage import StorageError, current_store
 
 bp = Blueprint("api", __name__)
 
@@ -153,21 +154,32 @@ def usage():
 
 
 def health():
-    """Liveness, which keys are configured (never their values) and the database."""
+    """Liveness, which keys are configured (never their values), the database and storage."""
     config = current_app.config
     try:
         db.session.execute(sa.text("SELECT 1"))
         database = "ok"
     except sa.exc.SQLAlchemyError:
         database = "error"
+    storage = _storage_state()
+    healthy = database == storage == "ok"
     body = {
-        "status": "ok" if database == "ok" else "degraded",
+        "status": "ok" if healthy else "degraded",
         "stability_key": bool(config["STABILITY_API_KEY"]),
         "replicate_key": bool(config["REPLICATE_API_TOKEN"]),
         "openai_key": bool(config.get("OPENAI_API_KEY")),
         "database": database,
+        "storage": storage,
     }
-    return jsonify(body), 200 if database == "ok" else 503
+    return jsonify(body), 200 if healthy else 503
+
+
+def _storage_state() -> str:
+    try:
+        current_store().check()
+    except StorageError:
+        return "error"
+    return "ok"
 
 
 @bp.get("/openapi.json")

@@ -26,6 +26,7 @@ from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
 from ..ratelimit import generation_limit
 from ..spending import dollars, spending
+from ..storage import StorageError
 from .chart import usage_chart
 from .forms import GenerateForm
 
@@ -43,6 +44,7 @@ BANNER_TITLES = {
     "upstream_error": "The provider failed",
     "upstream_timeout": "The generation timed out",
     "budget_exceeded": "Today's budget does not cover this request",
+    "storage_error": "The image could not be stored",
 }
 
 
@@ -74,7 +76,8 @@ def _limits(form: GenerateForm, providers: list[dict]) -> dict:
     return {"provider": provider, "model": model}
 
 
-def _render_form(form: GenerateForm, banner: ProviderError | None = None, status: int = 200):
+def _render_form(form: GenerateForm, banner: ProviderError | StorageError | None = None,
+                 status: int = 200):
     recent = gallery.newest(12)
     providers = described_providers()
     current = _limits(form, providers)
@@ -136,7 +139,7 @@ def generate():
     except ValidationFailed as exc:
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
-    except ProviderError as exc:
+    except (ProviderError, StorageError) as exc:
         return _render_form(form, banner=exc, status=exc.status)
 
 
