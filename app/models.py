@@ -120,7 +120,8 @@ class Charge(db.Model):
 
     __tablename__ = "charge"
     __table_args__ = (
-        sa.Index("ix_charge_day_created_by", "day", "created_by"),
+        # The charges still open today: what the budget check adds to the day's totals.
+        sa.Index("ix_charge_open", "settled", "day", "created_by"),
         # Covers the usage of part of a day (a since or until at a time, not a date).
         sa.Index("ix_charge_usage", "created_at", "settled", "provider", "model", "created_by",
                  "images", "amount"),

@@ -278,12 +278,20 @@ class Spending:
     # --- budgets --------------------------------------------------------------------------------
 
     def _committed(self, connection, day: str, now: datetime, created_by: str | None) -> float:
-        """Dollars settled today plus what live reservations hold (for one caller, or all)."""
-        query = sa.select(sa.func.coalesce(sa.func.sum(Charge.amount), 0.0)).where(
-            Charge.day == day, sa.or_(Charge.settled, Charge.expires_at > now))
+        """Dollars settled today plus what live reservations hold (for one caller, or all).
+
+        One statement (one snapshot on any database): the day's totals and the few charges
+        still open, so the check under the lock costs the same on a busy day as on a quiet one.
+        """
+        settled = sa.select(sa.func.coalesce(sa.func.sum(ChargeDay.amount), 0.0)).where(
+            ChargeDay.day == day)
+        held = sa.select(sa.func.coalesce(sa.func.sum(Charge.amount), 0.0)).where(
+            Charge.settled.is_(False), Charge.day == day, Charge.expires_at > now)
         if created_by is not None:
-            query = query.where(Charge.created_by == created_by)
-        return float(connection.execute(query).scalar_one())
+            settled = settled.where(ChargeDay.created_by == created_by)
+            held = held.where(Charge.created_by == created_by)
+        return float(connection.execute(
+            sa.select(settled.scalar_subquery() + held.scalar_subquery())).scalar_one())
 
     def _budgets(self, created_by: str) -> list[tuple[str | None, float, str]]:
         budgets = []

@@ -37,7 +37,7 @@ def upgrade():
         sa.Column('expires_at', sa.DateTime(), nullable=False),
         sa.PrimaryKeyConstraint('id'),
     )
-    op.create_index('ix_charge_day_created_by', 'charge', ['day', 'created_by'])
+    op.create_index('ix_charge_open', 'charge', ['settled', 'day', 'created_by'])
     op.create_index('ix_charge_usage', 'charge', ['created_at', 'settled', 'provider', 'model',
                                                   'created_by', 'images', 'amount'])
     op.create_table(
@@ -76,7 +76,7 @@ def downgrade():
     op.drop_table('idempotency_key')
     op.drop_table('charge_day')
     op.drop_index('ix_charge_usage', table_name='charge')
-    op.drop_index('ix_charge_day_created_by', table_name='charge')
+    op.drop_index('ix_charge_open', table_name='charge')
     op.drop_table('charge')
     with op.batch_alter_table('image') as batch:
         batch.drop_column('created_by')
