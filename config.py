@@ -11,7 +11,7 @@ from dotenv import load_dotenv
 BASE_DIR = Path(__file__).resolve().parent
 DOTENV_PATH = BASE_DIR / ".env"
 
-HOSTED_PROVIDERS = ("stability", "replicate")
+HOSTED_PROVIDERS = ("stability", "replicate", "openai")
 DEFAULT_REPLICATE_MODEL = (
     "stability-ai/sdxl:39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
 )
@@ -69,7 +69,10 @@ def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH
         "REPLICATE_API_TOKEN": _env("REPLICATE_API_TOKEN"),
         "REPLICATE_BASE_URL": _env("REPLICATE_BASE_URL", "https://api.replicate.com"),
         "REPLICATE_MODEL": _env("REPLICATE_MODEL", DEFAULT_REPLICATE_MODEL),
+        "REPLICATE_MODELS": _env("REPLICATE_MODELS"),
         "OPENAI_API_KEY": _env("OPENAI_API_KEY"),
+        "OPENAI_BASE_URL": _env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        "OPENAI_MODEL": _env("OPENAI_MODEL", "gpt-image-2"),
         "GENERATION_TIMEOUT": float(_env("GENERATION_TIMEOUT", "120")),
         "API_TOKENS": _csv("API_TOKENS"),
         "DAILY_BUDGET": _env("DAILY_BUDGET"),
@@ -85,7 +88,8 @@ def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH
     }
     configured = [
         name
-        for name, key in (("stability", "STABILITY_API_KEY"), ("replicate", "REPLICATE_API_TOKEN"))
+        for name, key in (("stability", "STABILITY_API_KEY"), ("replicate", "REPLICATE_API_TOKEN"),
+                          ("openai", "OPENAI_API_KEY"))
         if config[key]
     ]
     config["DEFAULT_PROVIDER"] = _env("DEFAULT_PROVIDER", configured[0] if configured else "offline")

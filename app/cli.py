@@ -22,9 +22,19 @@ def _echo_record(record: Image) -> None:
     click.echo(json.dumps(record.to_dict(), ensure_ascii=False))
 
 
+def _key_value(ctx, param, values) -> dict[str, str]:
+    options = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE", ctx=ctx, param=param)
+        options[key.strip()] = value
+    return options
+
+
 @click.command("generate")
 @click.argument("prompt")
-@click.option("--provider", default=None, help="stability, replicate or offline.")
+@click.option("--provider", default=None, help="stability, replicate, openai or offline.")
 @click.option("--model", default=None, help="A model the provider lists.")
 @click.option("--width", type=int, default=1024, show_default=True)
 @click.option("--height", type=int, default=1024, show_default=True)
@@ -32,28 +42,42 @@ def _echo_record(record: Image) -> None:
 @click.option("--cfg-scale", type=float, default=7.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="0 draws a random seed.")
 @click.option("--negative-prompt", default="")
-@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True,
-              help="How many images (seeds follow on from --seed when it is set).")
+@click.option("--count", type=int, default=1, show_default=True,
+              help="How many images, 1-8, made at once (image i uses seed + i).")
+@click.option("--option", "options", multiple=True, callback=_key_value, metavar="KEY=VALUE",
+              help="A model option (see /api/providers); may be given several times.")
 @with_appcontext
 def generate_command(prompt, provider, model, width, height, steps, cfg_scale, seed,
-                     negative_prompt, count):
+                     negative_prompt, count, options):
     """Generate images and print each record as JSON."""
     body = dict(prompt=prompt, negative_prompt=negative_prompt, provider=provider, model=model,
-                width=width, height=height, steps=steps, cfg_scale=cfg_scale, seed=seed)
+                width=width, height=height, steps=steps, cfg_scale=cfg_scale, seed=seed,
+                count=count)
+    body = {name: value for name, value in body.items() if value is not None}
+    generation = service()
+    chosen = generation.find_model(provider, model)
+    body["options"] = chosen.options_from_text(options) if chosen else options
     try:
         params = validate(body)
-        with click.progressbar(length=count, label="Generating", file=sys.stderr,
-                               hidden=count == 1) as bar:
-            for index in range(count):
-                seed_n = params.seed + index if params.seed else 0
-                current = validate({**body, "seed": seed_n})
-                _echo_record(service().generate(current, created_by="cli"))
-                bar.update(1)
+        if params.count == 1:
+            _echo_record(generation.generate(params, created_by="cli"))
+            return
+        with click.progressbar(length=params.count, label="Generating", file=sys.stderr) as bar:
+            batch = generation.generate_batch(params, on_done=lambda index: bar.update(1),
+                                              created_by="cli")
     except ValidationFailed as exc:
-        messages = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors)
+        messages = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
+                             for e in exc.errors)
         raise click.ClickException(messages) from None
     except (ProviderError, StorageError) as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    for record in batch.images:
+        _echo_record(record)
+    for problem in batch.errors:
+        click.echo(f"image {problem.index} failed: {problem.error.code}: {problem.error.detail}",
+                   err=True)
+    if batch.errors:
+        raise click.exceptions.Exit(1)
 
 
 @click.group("images")

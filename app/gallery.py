@@ -91,22 +91,25 @@ def _search(q: str) -> list:
     return conditions
 
 
-def _filters(q: str | None, provider: str | None) -> list:
+def _filters(q: str | None, provider: str | None, batch: str | None = None) -> list:
     conditions = []
     if provider:
         conditions.append(Image.provider == provider)
+    if batch:
+        conditions.append(Image.batch_id == batch)
     if q and q.strip():
         conditions += _search(q)
     return conditions
 
 
 def page(limit: int = 50, before: str | None = None, q: str | None = None,
-         provider: str | None = None, after: str | None = None) -> Page:
+         provider: str | None = None, after: str | None = None, *,
+         batch: str | None = None) -> Page:
     """One page of records, newest first, with the cursors of the older and newer pages.
 
     `before` gives the records older than a cursor, `after` the ones just newer than it.
     """
-    conditions = _filters(q, provider)
+    conditions = _filters(q, provider, batch)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Image).where(*conditions))
     key = sa.tuple_(Image.created_at, Image.id)
     query = sa.select(Image.id).where(*conditions)
@@ -132,6 +135,12 @@ def page(limit: int = 50, before: str | None = None, q: str | None = None,
         encode_cursor(items[-1]) if has_older else None,
         encode_cursor(items[0]) if has_newer else None,
     )
+
+
+def batch_images(batch_id: str) -> list[Image]:
+    """Every image of one batch, in the order it was asked for."""
+    return list(db.session.scalars(sa.select(Image).where(Image.batch_id == batch_id)
+                                   .order_by(Image.batch_index)))
 
 
 def newest(count: int) -> list[Image]:

@@ -40,6 +40,7 @@ class Image(db.Model):
         # Covers what paging needs, so the ids matched by a search are sorted by date without
         # reading their whole rows (prompts and parameters).
         sa.Index("ix_image_id_created_provider", "id", "created_at", "provider"),
+        sa.Index("ix_image_batch", "batch_id", "batch_index"),
         # AUTOINCREMENT: an id is never reused, so a cached thumbnail URL never shows another image.
         {"sqlite_autoincrement": True},
     )
@@ -50,7 +51,7 @@ class Image(db.Model):
     negative_prompt: Mapped[str] = mapped_column(sa.Text, default="")
     provider: Mapped[str] = mapped_column(sa.String(32))
     model: Mapped[str] = mapped_column(sa.String(200))
-    seed: Mapped[int] = mapped_column(sa.BigInteger)
+    seed: Mapped[int | None] = mapped_column(sa.BigInteger)  # None: the model takes no seed
     width: Mapped[int]
     height: Mapped[int]
     steps: Mapped[int]
@@ -65,6 +66,9 @@ class Image(db.Model):
     cost: Mapped[float | None] = mapped_column(sa.Float)  # US dollars; None for imported images
     cost_detail: Mapped[str | None] = mapped_column(sa.String(200))
     created_by: Mapped[str | None] = mapped_column(sa.String(64))
+    options: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default=sa.text("'{}'"))
+    batch_id: Mapped[str | None] = mapped_column(sa.String(32))
+    batch_index: Mapped[int | None]
 
     @property
     def url(self) -> str:
@@ -80,7 +84,7 @@ class Image(db.Model):
         return a1111_parameters(
             prompt=self.prompt, negative_prompt=self.negative_prompt, steps=self.steps,
             cfg_scale=self.cfg_scale, seed=self.seed, width=self.width, height=self.height,
-            model=self.model,
+            model=self.model, options=self.options,
         )
 
     def to_dict(self) -> dict:
@@ -108,6 +112,9 @@ class Image(db.Model):
             "cost": self.cost,
             "cost_detail": self.cost_detail,
             "created_by": self.created_by,
+            "options": self.options or {},
+            "batch_id": self.batch_id,
+            "batch_index": self.batch_index,
         }
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_batches  # noqa: E402
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
@@ -74,6 +75,7 @@ def main() -> None:
             rows += bench_generate.run(server, chosen)
             rows += bench_spending.run(server)
             rows.append(memory_row(server))
+    rows += bench_batches.run()
     seconds = time.perf_counter() - started
     print()
     print_rows(rows)

@@ -197,6 +197,21 @@ def fake_replicate_server():
         yield fake
 
 
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    from tests.fakes import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server):
+    """The fake OpenAI Images API, with its log of requests emptied for this test."""
+    fake_openai_server.reset()
+    return fake_openai_server
+
+
 @pytest.fixture
 def fake_stability(fake_stability_server):
     """The fake Stability API, with its log of requests emptied for this test."""

@@ -281,3 +281,32 @@ def test_docs_work_offline_and_try_it_out_generates(live_server, page):
         for url in requests), [u for u in requests if not u.startswith(live_server.url)]
     assert any(url.endswith("/api/generate") for url in requests)
     assert problems == []
+
+
+def test_the_form_shows_the_chosen_models_options_and_makes_a_batch(make_app, fake_stability,
+                                                                   page):
+    app = make_app(STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url)
+    with LiveServer(app) as server:
+        problems = watch(page)
+        page.goto(server.url + "/")
+        page.select_option("#provider", "stability")
+        page.select_option("#model", "core")
+        core = page.locator('[data-options-for="stability|core"]')
+        assert core.is_visible()
+        assert not page.locator('[data-options-for="stability|sd3.5-large"]').is_visible()
+        formats = core.locator("select[name$='|output_format'] option").all_inner_texts()
+        assert "webp" in formats
+        page.select_option("#provider", "offline")
+        assert not core.is_visible() and page.locator("#no-options").is_visible()
+        assert core.locator("select").first.is_disabled()  # hidden fields are not sent
+        page.fill("#prompt", "three paper boats")
+        page.fill("#width", "512")
+        page.fill("#height", "512")
+        page.fill("#count", "3")
+        page.click("#generate-button")
+        page.wait_for_url(re.compile(r"/batches/[0-9a-f]{32}$"))
+        assert page.locator(".batch .grid li").count() == 3
+        page.click("#batch-settings")
+        page.wait_for_url(re.compile(r"/\?batch="))
+        assert page.input_value("#count") == "3"
+        assert problems == []

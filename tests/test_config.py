@@ -17,7 +17,9 @@ from tests.deploy import project_copy
     ("keys", "expected"),
     [({}, "offline"), ({"REPLICATE_API_TOKEN": "r8"}, "replicate"),
      ({"STABILITY_API_KEY": "sk"}, "stability"),
-     ({"STABILITY_API_KEY": "sk", "REPLICATE_API_TOKEN": "r8"}, "stability")],
+     ({"STABILITY_API_KEY": "sk", "REPLICATE_API_TOKEN": "r8"}, "stability"),
+     ({"OPENAI_API_KEY": "sk-o"}, "openai"),
+     ({"OPENAI_API_KEY": "sk-o", "REPLICATE_API_TOKEN": "r8"}, "replicate")],
 )
 def test_default_provider_is_the_first_configured(tmp_path, monkeypatch, keys, expected):
     for name, value in keys.items():

@@ -100,7 +100,8 @@ def test_generate_errors_carry_the_contract_codes(document):
 
 def test_listing_documents_its_query_and_headers(document):
     listing = document["paths"]["/api/images"]["get"]
-    assert [p["name"] for p in listing["parameters"]] == ["limit", "before", "q", "provider"]
+    assert [p["name"] for p in listing["parameters"]][:4] == ["limit", "before", "q", "provider"]
+    assert "batch" in [p["name"] for p in listing["parameters"]]
     assert {"Link", "X-Total-Count"} <= set(listing["responses"]["200"]["headers"])
 
 
@@ -127,3 +128,16 @@ def test_docs_page_uses_only_local_assets(client):
         assert asset.status_code == 200 and asset.mimetype in ("text/javascript",
                                                                "application/javascript")
     assert client.get("/docs/assets/../../app/__init__.py").status_code == 404
+
+
+def test_records_and_batches_match_their_schemas(client, document):
+    schemas = document["components"]["schemas"]
+    batch = client.post("/api/generate", json={"prompt": "a", "count": 2, "width": 512,
+                                               "height": 512}).get_json()
+    assert set(batch) == set(schemas["Batch"]["required"])
+    for record in batch["images"]:
+        assert set(schemas["Image"]["required"]) <= set(record) <= set(
+            schemas["Image"]["properties"])
+    assert "seed" in schemas["Image"]["properties"]["ignored"]["items"]["enum"]
+    assert "null" in schemas["Image"]["properties"]["seed"]["type"]
+    assert {"options", "available"} <= set(schemas["Model"]["properties"])

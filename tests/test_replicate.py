@@ -14,7 +14,10 @@ from PIL import Image as PILImage
 
 from app.providers.base import UpstreamError
 from app.providers.replicate import (
+    FLUX_DEV,
+    FLUX_PRO,
     FLUX_SCHNELL,
+    SD35_LARGE,
     SDXL,
     ReplicateProvider,
     aspect_ratio,
@@ -114,7 +117,8 @@ def test_custom_model_from_config_is_the_default_and_gets_sdxl_inputs(make_app, 
     client = app.test_client()
     [listed] = [p for p in client.get("/api/providers").get_json() if p["name"] == "replicate"]
     assert listed["default_model"] == "stability-ai/sdxl"
-    assert [m["name"] for m in listed["models"]] == ["stability-ai/sdxl", SDXL, FLUX_SCHNELL]
+    assert [m["name"] for m in listed["models"]] == ["stability-ai/sdxl", SDXL, FLUX_SCHNELL,
+                                                     FLUX_DEV, FLUX_PRO, SD35_LARGE]
     response = generate(client, seed=5)
     assert response.status_code == 201, response.get_json()
     record = response.get_json()
@@ -162,7 +166,7 @@ def test_providers_explain_each_model(client, fake_replicate):
     assert fake_replicate.api_token not in body
     [listed] = [p for p in json.loads(body) if p["name"] == "replicate"]
     assert listed["configured"] is True and listed["default_model"] == SDXL
-    sdxl, flux = listed["models"]
+    sdxl, flux = listed["models"][:2]
     assert sdxl["name"] == SDXL and sdxl["ignores"] == [] and sdxl["notes"]
     assert flux["name"] == FLUX_SCHNELL
     assert flux["ignores"] == ["negative_prompt", "steps", "cfg_scale"]

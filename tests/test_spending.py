@@ -100,8 +100,36 @@ def test_replicate_official_and_time_billed_models(make_app, fake_replicate):
     assert sdxl_price["basis"] == "time" and sdxl_price["note"].startswith("Estimate")
 
 
+@pytest.mark.parametrize(("quality", "output"), [("low", 272), ("high", 4160), (None, 1056)])
+def test_openai_costs_the_tokens_its_answer_reports(make_app, fake_openai, quality, output):
+    client = make_app(OPENAI_API_KEY=fake_openai.api_key,
+                      OPENAI_BASE_URL=fake_openai.url + "/v1").test_client()
+    prompt = "a lighthouse at dusk, oil painting"
+    body = {"prompt": prompt, "provider": "openai", "width": 1024, "height": 1024}
+    if quality:
+        body["options"] = {"quality": quality}
+    response = client.post("/api/generate", json=body)
+    assert response.status_code == 201, response.get_json()
+    record = response.get_json()
+    text = len(prompt) // 4  # what the fake counts as the prompt's tokens
+    assert record["cost"] == pytest.approx((text * 5 + output * 30) / 1e6)
+    assert record["cost_detail"] == f"{output} output tokens, {text} text input tokens"
+    price = prices_of(client, "openai")["gpt-image-2"]
+    assert price["basis"] == "tokens" and price["per_image"] == pytest.approx(0.189, abs=0.002)
+
+
+def test_a_batch_is_refused_whole_when_its_estimate_does_not_fit(make_app):
+    client = make_app(PRICES="offline/abstract=0.1", DAILY_BUDGET="0.35").test_client()
+    refused = post(client, count=4)
+    assert refused.status_code == 402 and "estimated at $0.40" in refused.get_json()["detail"]
+    made = post(client, count=3)
+    assert made.status_code == 201 and len(made.get_json()["images"]) == 3
+    assert [image["cost"] for image in made.get_json()["images"]] == [0.1, 0.1, 0.1]
+    assert client.get("/api/usage").get_json()["total"] == {"images": 3, "cost": 0.3}
+
+
 def test_openai_cost_comes_from_the_answers_token_usage():
-    # The OpenAI provider's answer carries `usage`; the cost is its tokens at the table's rates.
+    # With image input tokens too (the provider's answers for edits would carry them).
     usage = {"input_tokens": 50, "input_tokens_details": {"text_tokens": 40, "image_tokens": 10},
              "output_tokens": 1056}
     cost, detail = openai_cost(usage)
@@ -118,14 +146,8 @@ def test_openai_price_and_estimate_follow_quality_and_size(app):
         ledger = app.extensions["spending"]
         price = ledger.price("openai", "gpt-image-2")
         assert price.basis == "tokens" and "$30 per 1M" in price.note
-
-        class Params(GenerationParams):
-            options: dict = {}
-
-        low = Params(prompt="a cat", width=1024, height=1024)
-        low.__dict__["options"] = {"quality": "low"}
-        high = Params(prompt="a cat", width=1024, height=1024)
-        high.__dict__["options"] = {"quality": "high"}
+        low = GenerationParams(prompt="a cat", options={"quality": "low"})
+        high = GenerationParams(prompt="a cat", options={"quality": "high"})
         assert ledger.estimate("openai", "gpt-image-2", low) == pytest.approx(0.0195, abs=0.001)
         assert ledger.estimate("openai", "gpt-image-2", high) == pytest.approx(0.189, abs=0.002)
         assert ledger.estimate("openai", "gpt-image-2", high, count=3) == pytest.approx(

@@ -153,15 +153,17 @@ def image_schema() -> dict:
             "negative_prompt": string,
             "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
             "model": string,
-            "seed": {"type": "integer", "minimum": 1, "maximum": MAX_SEED,
-                     "description": "The seed actually used (never 0)."},
+            "seed": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_SEED,
+                     "description": "The seed actually used (never 0); null for a model that "
+                                    "takes no seed."},
             "width": {"type": "integer", "description": "Of the stored image."},
             "height": {"type": "integer", "description": "Of the stored image."},
             "steps": integer,
             "cfg_scale": {"type": "number"},
             "requested": {"type": "object", "description": "The parameters as asked.",
                           "properties": tunable},
-            "ignored": {"type": "array", "items": {"type": "string", "enum": list(TUNABLE)},
+            "ignored": {"type": "array",
+                        "items": {"type": "string", "enum": [*TUNABLE, "seed"]},
                         "description": "Parameters the provider could not honour."},
             "content_filtered": {"type": "boolean"},
             "format": {"type": "string", "enum": ["png", "jpg", "webp"]},
@@ -176,11 +178,39 @@ def image_schema() -> dict:
             "created_by": {"type": ["string", "null"],
                            "description": "The API token's name; `api` when API_TOKENS is "
                                           "unset; `web` or `cli`."},
+            "options": {"type": "object", "description": "The model options that were sent."},
+            "batch_id": {"type": ["string", "null"],
+                         "description": "The batch the image belongs to; null for one image."},
+            "batch_index": {"type": ["integer", "null"], "minimum": 0,
+                            "description": "Its place in the batch (image i used seed + i)."},
         },
         "required": ["id", "filename", "url", "thumbnail_url", "prompt", "negative_prompt",
                      "provider", "model", "seed", "width", "height", "steps", "cfg_scale",
                      "requested", "ignored", "content_filtered", "format", "file_size",
-                     "duration_ms", "created_at", "cost", "cost_detail", "created_by"],
+                     "duration_ms", "created_at", "options", "batch_id", "batch_index", "cost",
+                     "cost_detail", "created_by"],
+    }
+
+
+def batch_schema() -> dict:
+    return {
+        "type": "object",
+        "description": "A batch (count > 1): the images made, in index order, and each failure.",
+        "properties": {
+            "batch_id": {"type": "string"},
+            "images": {"type": "array", "items": {"$ref": REF + "Image"}},
+            "errors": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "status": {"type": "integer"},
+                    "error": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["index", "status", "error", "detail"],
+            }},
+        },
+        "required": ["batch_id", "images", "errors"],
     }
 
 
@@ -193,7 +223,8 @@ IMAGE_EXAMPLE = {
     "requested": {"provider": "offline", "model": "abstract", "width": 1024, "height": 1024,
                   "steps": 30, "cfg_scale": 7.0, "seed": 0},
     "ignored": [], "content_filtered": False, "format": "png", "file_size": 812345,
-    "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00",
+    "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00", "options": {},
+    "batch_id": None, "batch_index": None,
     "cost": 0.0, "cost_detail": "free (rendered offline)", "created_by": "api",
 }
 MONEY = {"type": "number", "description": "US dollars."}
@@ -213,6 +244,7 @@ def schemas() -> dict:
     return {
         "GenerateRequest": request_schema(),
         "Image": image_schema(),
+        "Batch": batch_schema(),
         "Error": {
             "type": "object",
             "properties": {
@@ -261,7 +293,25 @@ def schemas() -> dict:
                               "enum": ["credits", "per_image", "tokens", "time", "free"]},
                     "note": {"type": "string"},
                 }},
+                "options": {"type": "array", "description": "The model's own options.",
+                            "items": {"$ref": REF + "ModelOption"}},
+                "available": {"type": "boolean",
+                              "description": "False when the model cannot be used now."},
+                "unavailable": {"type": "string", "description": "Why, when it cannot."},
             },
+        },
+        "ModelOption": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["string", "integer", "number", "boolean"]},
+                "default": {"description": "The model's default (null: none)."},
+                "description": {"type": "string"},
+                "values": {"type": "array", "description": "The allowed values, if fixed."},
+                "minimum": {"type": "number"},
+                "maximum": {"type": "number"},
+            },
+            "required": ["name", "type", "default", "description"],
         },
         "Provider": {
             "type": "object",
@@ -330,14 +380,18 @@ def paths() -> dict:
     return {
         "/api/generate": {"post": {
             "operationId": "generate",
-            "summary": "Generate one image",
-            "description": ("Runs the generation synchronously and returns the stored record. "
-                            "With an Idempotency-Key the request is done once per key and "
-                            "caller for 24 hours: a repeat with the same body gets the first "
-                            "answer again (header `Idempotent-Replayed: true`) without a "
-                            "provider call. Answers of requests that reached the provider, "
-                            "errors included, are kept; refusals before it (validation, "
-                            "budget, unconfigured provider) free the key."),
+            "summary": "Generate one image, or a batch",
+            "description": "Runs the generation synchronously and returns the stored record. "
+                           "With `count` > 1 the images are made at once within one "
+                           "GENERATION_TIMEOUT (image i with seed + i) and the answer is a "
+                           "Batch: what was made, and an entry in `errors` for each image "
+                           "that failed. When every image fails, the first failure's error "
+                           "is the answer. With an Idempotency-Key the request is done once "
+                           "per key and caller for 24 hours: a repeat with the same body gets "
+                           "the first answer again (header `Idempotent-Replayed: true`) "
+                           "without a provider call. Answers of requests that reached the "
+                           "provider, errors included, are kept; refusals before it "
+                           "(validation, budget, unconfigured provider, storage) free the key.",
             "tags": ["images"],
             "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
                             "description": "1-255 visible ASCII characters, unique per request.",
@@ -350,15 +404,21 @@ def paths() -> dict:
                                 "value": generate_example},
                     "minimal": {"summary": "Only a prompt: every other field has a default",
                                 "value": {"prompt": "a lighthouse in a storm"}},
+                    "batch": {"summary": "Four at once, with a model option",
+                              "value": {"prompt": "a lighthouse in a storm", "count": 4,
+                                        "provider": "offline", "width": 512, "height": 512}},
                 },
             }}},
             "responses": {
-                "201": {**_json(image, "Created: the image record.", IMAGE_EXAMPLE),
-                        "headers": {"Location": {"description": "/api/images/<id>",
-                                                 "schema": {"type": "string"}},
-                                    "Idempotent-Replayed": {
-                                        "description": "`true` on a replayed answer.",
-                                        "schema": {"type": "string"}}}},
+                "201": {**_json({"oneOf": [image, {"$ref": REF + "Batch"}]},
+                                "Created: the image record, or the batch (count > 1).",
+                                IMAGE_EXAMPLE),
+                        "headers": {"Location": {
+                            "description": "/api/images/<id>, or /api/images?batch=<batch_id>",
+                            "schema": {"type": "string"}},
+                            "Idempotent-Replayed": {
+                                "description": "`true` on a replayed answer.",
+                                "schema": {"type": "string"}}}},
                 **_errors(*GENERATE_STATUSES, generation=True),
             },
         }},
@@ -377,6 +437,8 @@ def paths() -> dict:
                  "schema": {"type": "string"}},
                 {"name": "provider", "in": "query", "description": "Only this provider's images.",
                  "schema": {"type": "string", "enum": list(PROVIDER_NAMES)}},
+                {"name": "batch", "in": "query", "description": "Only this batch's images.",
+                 "schema": {"type": "string"}},
             ],
             "responses": {
                 "200": {**_json({"type": "array", "items": image}, "One page of records.",
@@ -466,7 +528,8 @@ def document() -> dict:
             "title": TITLE,
             "version": VERSION,
             "description": (
-                "Generate images with Stability AI, Replicate or the built-in offline renderer "
+                "Generate images with Stability AI, Replicate, OpenAI or the built-in offline "
+                "renderer "
                 "(no AI model, no key), and manage the library. Errors are "
                 '`{"detail": ..., "error": <code>}`. When the server sets `API_TOKENS`, every '
                 "`/api/*` call needs `Authorization: Bearer <token>`."

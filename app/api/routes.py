@@ -37,16 +37,23 @@ def json_body():
 @bp.post("/generate")
 @generation_limit
 def generate():
-    """Generate one image and return its record (once per Idempotency-Key)."""
+    """Generate one image and return its record, or a batch of them (count > 1); once per
+    Idempotency-Key."""
     key = idempotency.header_key()
     body = json_body()
     params = validate(body)
+    created_by = token_name("api")
 
     def run():
-        record = service().generate(params, created_by=token_name("api"))
-        response = jsonify(record.to_dict())
+        if params.count > 1:
+            batch = service().generate_batch(params, created_by=created_by)
+            response = jsonify(batch.to_dict())
+            response.headers["Location"] = url_for("api.list_images", batch=batch.batch_id)
+        else:
+            record = service().generate(params, created_by=created_by)
+            response = jsonify(record.to_dict())
+            response.headers["Location"] = url_for("api.get_image", image_id=record.id)
         response.status_code = 201
-        response.headers["Location"] = url_for("api.get_image", image_id=record.id)
         return response
 
     if key is None:
@@ -82,15 +89,17 @@ def list_images():
                                  "msg": f"Input should be one of {options}",
                                  "type": "literal_error"}])
     q = request.args.get("q") or None
+    batch = request.args.get("batch") or None
     try:
-        result = gallery.page(limit, request.args.get("before") or None, q, provider)
+        result = gallery.page(limit, request.args.get("before") or None, q, provider, batch=batch)
     except gallery.BadCursor:
         raise ValidationFailed([{"loc": ["query", "before"], "msg": "Invalid cursor",
                                  "type": "value_error"}]) from None
     response = jsonify([image.to_dict() for image in result.items])
     response.headers["X-Total-Count"] = str(result.total)
     if result.next_cursor:
-        args = {"limit": limit, "q": q, "provider": provider, "before": result.next_cursor}
+        args = {"limit": limit, "q": q, "provider": provider, "batch": batch,
+                "before": result.next_cursor}
         next_url = url_for("api.list_images", _external=True, **{k: v for k, v in args.items() if v})
         response.headers["Link"] = f'<{next_url}>; rel="next"'
     return response

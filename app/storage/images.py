@@ -7,6 +7,7 @@ data byte for byte; only text chunks are added.
 from __future__ import annotations
 
 import io
+import json
 import struct
 import warnings
 import zlib
@@ -100,14 +101,21 @@ def with_png_text(data: bytes, key: str, text: str) -> bytes:
     return b"".join(parts)
 
 
+def _infotext_value(value) -> str:
+    """A value as AUTOMATIC1111 writes it: quoted (JSON) when it holds a comma, colon or quote."""
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return json.dumps(text) if any(c in text for c in ',:"\n') else text
+
+
 def a1111_parameters(
     *,
-    prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int,
-    width: int, height: int, model: str,
+    prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int | None,
+    width: int, height: int, model: str, options: dict | None = None,
 ) -> str:
-    """The text AUTOMATIC1111's PNG Info reads back."""
-    return (
-        f"{prompt}\nNegative prompt: {negative_prompt}\n"
-        f"Steps: {steps}, CFG scale: {cfg_scale:g}, Seed: {seed}, Size: {width}x{height}, "
-        f"Model: {model}"
-    )
+    """The text AUTOMATIC1111's PNG Info reads back; a model's options follow as `Name: value`."""
+    pairs = [f"Steps: {steps}", f"CFG scale: {cfg_scale:g}"]
+    if seed is not None:
+        pairs.append(f"Seed: {seed}")
+    pairs += [f"Size: {width}x{height}", f"Model: {_infotext_value(model)}"]
+    pairs += [f"{name}: {_infotext_value(value)}" for name, value in (options or {}).items()]
+    return f"{prompt}\nNegative prompt: {negative_prompt}\n" + ", ".join(pairs)

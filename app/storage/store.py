@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import uuid
@@ -100,7 +101,8 @@ class ImageStore:
         """Validate the image and make its thumbnail; the backend may start writing.
 
         `description` holds the a1111_parameters() arguments but the size (read from the image)
-        and is written into a PNG's `parameters` text; None keeps the bytes exactly as given.
+        and is written into a PNG's `parameters` text; its `generation`, when present, goes into the
+        `imagegen` text chunk as JSON. None keeps the bytes exactly as given.
         """
         return _IMAGE_WORK.submit(self._prepare, data, description).result()
 
@@ -109,8 +111,12 @@ class ImageStore:
         image = open_image(data)
         fmt, (width, height) = FORMATS[image.format], image.size
         if fmt == "png" and description is not None:
-            text = a1111_parameters(width=width, height=height, **description)
+            parameters = {k: v for k, v in description.items() if k != "generation"}
+            text = a1111_parameters(width=width, height=height, **parameters)
             data = with_png_text(data, "parameters", text)
+            if description.get("generation") is not None:
+                data = with_png_text(data, "imagegen", json.dumps(
+                    description["generation"], ensure_ascii=False, separators=(",", ":")))
         # The file is written (and synced, on disk) while the thumbnail is made.
         pending = _WRITES.submit(self.backend.write_ahead, data, CONTENT_TYPES[fmt])
         try:

@@ -35,6 +35,7 @@ bp.add_app_template_filter(dollars, "dollars")
 
 PREFILL = ("prompt", "negative_prompt", "provider", "model", "width", "height", "steps",
            "cfg_scale", "seed")
+OPTION_FIELD = "option|{provider}|{model}|{name}"  # one set of fields per model
 GALLERY_PAGE = 48
 BANNER_TITLES = {
     "provider_not_configured": "This provider is not configured",
@@ -76,8 +77,52 @@ def _limits(form: GenerateForm, providers: list[dict]) -> dict:
     return {"provider": provider, "model": model}
 
 
+def _chosen(form: GenerateForm) -> tuple[str, str]:
+    """The provider and model the form names, defaults filled in."""
+    generation = service()
+    provider = generation.providers.get(form.provider.data or generation.default_provider)
+    if provider is None:
+        return form.provider.data or "", form.model.data or ""
+    return provider.name, form.model.data or provider.default_model
+
+
+def _submitted_options(form: GenerateForm) -> dict:
+    """The option fields of the chosen model that were filled in, typed by the model."""
+    provider, model_name = _chosen(form)
+    prefix = OPTION_FIELD.format(provider=provider, model=model_name, name="")
+    raw = {key[len(prefix):]: value for key, value in request.form.items()
+           if key.startswith(prefix) and value.strip()}
+    model = service().find_model(provider, model_name)
+    return model.options_from_text(raw) if model else raw
+
+
+def _option_groups(providers: list[dict], form: GenerateForm, values: dict) -> list[dict]:
+    """Every model's option fields; the chosen model's are shown, the script swaps the rest."""
+    chosen = _chosen(form)
+    groups, number = [], 0
+    for provider in providers:
+        for model in provider["models"]:
+            key = (provider["name"], model["name"])
+            fields = []
+            for option in model["options"]:
+                number += 1
+                name = OPTION_FIELD.format(provider=key[0], model=key[1], name=option["name"])
+                value = request.form.get(name) if form.is_submitted() else (
+                    values.get(option["name"]) if key == chosen else None)
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                fields.append({"id": f"option-{number}", "name": name, "option": option,
+                               "value": "" if value is None else str(value),
+                               "error": form.option_errors.get(option["name"])
+                               if key == chosen else None})
+            if fields:
+                groups.append({"key": "|".join(key), "label": model["label"],
+                               "current": key == chosen, "fields": fields})
+    return groups
+
+
 def _render_form(form: GenerateForm, banner: ProviderError | StorageError | None = None,
-                 status: int = 200):
+                 status: int = 200, options: dict | None = None):
     recent = gallery.newest(12)
     providers = described_providers()
     current = _limits(form, providers)
@@ -90,14 +135,21 @@ def _render_form(form: GenerateForm, banner: ProviderError | StorageError | None
         "index.html", form=form, recent=recent, providers=providers, params=BY_NAME,
         current=current, banner=banner,
         estimate=dollars(per_image) if per_image is not None else "unknown",
+        option_groups=_option_groups(providers, form, options or {}),
         banner_title=BANNER_TITLES.get(banner.code, "The generation failed") if banner else None,
     ), status, headers
 
 
-def _prefill_from(image: Image, keep_prompt: bool) -> dict:
+def _prefill_from(image: Image, keep_prompt: bool, whole_batch: bool = False) -> dict:
     values = {name: getattr(image, name) for name in PREFILL}
     values.update(width=image.requested.get("width", image.width),
                   height=image.requested.get("height", image.height))
+    if image.seed is None:
+        values["seed"] = 0
+    if whole_batch:  # the batch again: its count, and the seed its first image had
+        values["count"] = image.requested.get("count", 1)
+        if image.seed is not None:
+            values["seed"] = image.seed - (image.batch_index or 0)
     if not keep_prompt:
         values.update(prompt="", negative_prompt="")
     return values
@@ -106,14 +158,20 @@ def _prefill_from(image: Image, keep_prompt: bool) -> dict:
 @bp.get("/")
 def index():
     """The generation form and the newest images."""
-    prefill = {}
+    prefill, options = {}, {}
     source = request.args.get("from", type=int)
-    if source is not None:
-        image = gallery.get_or_404(source)
-        prefill = _prefill_from(image, keep_prompt=request.args.get("keep") != "seed")
+    batch = request.args.get("batch")
+    images = gallery.batch_images(batch) if batch else []
+    if batch and not images:
+        abort(404)
+    if images or source is not None:
+        image = images[0] if images else gallery.get_or_404(source)
+        prefill = _prefill_from(image, keep_prompt=request.args.get("keep") != "seed",
+                                whole_batch=bool(images))
+        options = image.options or {}
     else:
         prefill = {name: request.args[name] for name in PREFILL if request.args.get(name)}
-    return _render_form(_form(**prefill))
+    return _render_form(_form(**prefill), options=options)
 
 
 @bp.post("/")
@@ -125,22 +183,39 @@ def generate():
         return _render_form(form, status=422)
     key = form.idempotency_key.data or ""
     try:
-        params = validate(form.parameters())
+        params = validate({**form.parameters(), "options": _submitted_options(form)})
 
         def run():
-            record = service().generate(params, created_by="web")
-            return redirect(url_for("web.image", image_id=record.id), code=303)
+            if params.count == 1:
+                record = service().generate(params, created_by="web")
+                return redirect(url_for("web.image", image_id=record.id), code=303)
+            batch = service().generate_batch(params, created_by="web")
+            for problem in batch.errors:
+                flash(f"Image {problem.index + 1} of {params.count} failed: "
+                      f"{problem.error.detail}")
+            return redirect(url_for("web.batch", batch_id=batch.batch_id), code=303)
 
         if not idempotency.VISIBLE.fullmatch(key):
             return run()
-        # A repeat of the same submission waits for the first and ends on the same image.
-        return idempotency.once(caller(), key, idempotency.fingerprint(form.parameters()), run,
+        # A repeat of the same submission waits for the first and ends on the same page.
+        return idempotency.once(caller(), key, idempotency.fingerprint(params.as_dict()), run,
                                 store_errors=False, wait=True)
     except ValidationFailed as exc:
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
     except (ProviderError, StorageError) as exc:
         return _render_form(form, banner=exc, status=exc.status)
+
+
+@bp.get("/batches/<batch_id>")
+def batch(batch_id: str):
+    """Every image of one batch."""
+    images = gallery.batch_images(batch_id)
+    if not images:
+        abort(404, description=f"Batch {batch_id} not found.")
+    first = images[0]
+    return render_template("batch.html", images=images, first=first, batch_id=batch_id,
+                           asked=first.requested.get("count", len(images)))
 
 
 @bp.get("/images")
@@ -150,13 +225,15 @@ def images():
     provider = request.args.get("provider") or None
     if provider not in (None, *BY_NAME["provider"].choices):
         provider = None
+    batch = request.args.get("batch") or None
     before = request.args.get("before") or None
     after = None if before else request.args.get("after") or None
     try:
-        result = gallery.page(GALLERY_PAGE, before, q or None, provider, after=after)
+        result = gallery.page(GALLERY_PAGE, before, q or None, provider, after=after,
+                              batch=batch)
     except gallery.BadCursor:
         abort(404)
-    return render_template("gallery.html", page=result, q=q, provider=provider,
+    return render_template("gallery.html", page=result, q=q, provider=provider, batch=batch,
                            providers=list(service().providers.values()),
                            paged=bool(before or after))
 
@@ -174,7 +251,8 @@ def _rows(image: Image) -> list[dict]:
         ("Steps", image.steps, asked.get("steps", image.steps), ["steps"]),
         ("CFG scale", f"{image.cfg_scale:g}", f"{asked.get('cfg_scale', image.cfg_scale):g}",
          ["cfg_scale"]),
-        ("Seed", image.seed, "random" if asked_seed == 0 else asked_seed, []),
+        ("Seed", "none (the model takes none)" if image.seed is None else image.seed,
+         "random" if asked_seed == 0 else asked_seed, ["seed"]),
     ]
     return [
         {"label": label, "used": used, "asked": asked_value if asked_value != used else None,
@@ -188,7 +266,8 @@ def image(image_id: int):
     """One image with every parameter."""
     record = gallery.get_or_404(image_id)
     provider = service().providers.get(record.provider)
-    return render_template("image.html", image=record, rows=_rows(record),
+    siblings = gallery.batch_images(record.batch_id) if record.batch_id else []
+    return render_template("image.html", image=record, rows=_rows(record), siblings=siblings,
                            provider_label=provider.label if provider else record.provider,
                            ignored=[BY_NAME[n].label if n in BY_NAME else n
                                     for n in record.ignored])

@@ -93,6 +93,7 @@ function setupGenerateForm(form) {
     }
     const notes = document.getElementById("model-notes");
     if (notes) notes.textContent = model.notes || "";
+    showOptions(`${providerByName(providerSelect.value).name}|${model.name}`);
     const provider = providerByName(providerSelect.value);
     const status = document.getElementById("provider-status");
     if (status) status.classList.toggle("warn", !provider.configured);
@@ -110,7 +111,7 @@ function setupGenerateForm(form) {
     const count = Math.max(1, Number(countInput && countInput.value) || 1);
     let each = price.per_image;
     if (price.basis === "tokens" && price.by_quality) {
-      const quality = form.querySelector("[name$='quality']");
+      const quality = form.querySelector("[data-options-for]:not([hidden]) [data-option='quality'] select");
       const chosen = quality && price.by_quality[quality.value];
       const area = (Number(input("width").value) || 1024) * (Number(input("height").value) || 1024);
       each = (chosen !== undefined && chosen !== null ? chosen : each) * area / (1024 * 1024);
@@ -133,6 +134,18 @@ function setupGenerateForm(form) {
   }
   form.addEventListener("input", showEstimate);
   form.addEventListener("change", showEstimate);
+  // Model options: only the chosen model's fields are shown and sent.
+  function showOptions(key) {
+    let any = false;
+    for (const group of form.querySelectorAll("[data-options-for]")) {
+      const current = group.dataset.optionsFor === key;
+      group.hidden = !current;
+      any = any || current;
+      for (const el of group.querySelectorAll("input, select")) el.disabled = !current;
+    }
+    const none = document.getElementById("no-options");
+    if (none) none.hidden = any;
+  }
 
   function checkRange(name) {
     const el = input(name);
@@ -249,7 +262,12 @@ function setupGenerateForm(form) {
     button.setAttribute("aria-busy", "true");
     button.innerHTML = '<span class="spinner" aria-hidden="true"></span> <span class="label">Generating…</span> <span class="elapsed">0 s</span>';
     const elapsed = button.querySelector(".elapsed");
-    if (status) status.textContent = "Generating the image; this can take up to a minute.";
+    const count = Number(input("count") ? input("count").value : 1) || 1;
+    if (status) {
+      status.textContent = count > 1
+        ? `Generating ${count} images at once; this can take up to a minute.`
+        : "Generating the image; this can take up to a minute.";
+    }
     timer = setInterval(() => {
       elapsed.textContent = `${Math.floor((Date.now() - started) / 1000)} s`;
     }, 250);

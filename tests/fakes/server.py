@@ -68,6 +68,7 @@ class Request:
     files: list[str] | None = None
     json: Any = None
     body: Any = None
+    received_at: float = field(default_factory=time.monotonic)  # when the body was read
 
     @property
     def content_type(self) -> str:
