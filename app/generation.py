@@ -169,6 +169,9 @@ class GenerationService:
         # what the images really cost is settled when it ends, and the rest given back.
         with spending().reservation(created_by, plan.provider.name, plan.model.name,
                                     plan.params, len(plan.requests)) as charge:
+            # The provider's time starts once the budget is held.
+            plan = replace(plan, deadline=time.monotonic() + float(
+                self.config["GENERATION_TIMEOUT"]))
             return self._run_reserved(plan, batch_id, on_done, created_by, charge)
 
     def _run_reserved(self, plan: Plan, batch_id: str | None, on_done, created_by: str,
