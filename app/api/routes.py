@@ -13,7 +13,7 @@ from ..callers import caller, token_name
 from ..extensions import db
 from ..generation import service
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
-from ..ratelimit import generation_limit
+from ..ratelimit import generation_limit, store_status
 from ..spending import GROUPINGS, parse_time, spending
 from ..storage import StorageError, current_store
 
@@ -180,6 +180,9 @@ def health():
         "database": database,
         "storage": storage,
     }
+    rate_limit_store = store_status()
+    if rate_limit_store:
+        body["rate_limit_store"] = rate_limit_store
     return jsonify(body), 200 if healthy else 503
 
 

@@ -1,7 +1,7 @@
 """spending: cost and author on each image, the charge ledger, idempotency keys
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0003
 Create Date: 2026-12-01
 
 `charge` holds what each generation request spent (reserved before the provider call, settled
@@ -13,7 +13,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0006'
-down_revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
