@@ -5,13 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import re
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from config import ConfigError
+
 from .api.errors import error_response
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -50,6 +55,23 @@ def presented_token(path: str) -> str | None:
     return None
 
 
+def named_tokens(entries: list[str]) -> dict[str, str]:
+    """API_TOKENS entries (`name:token` or a bare token, named token-N by its place) by name."""
+    named: dict[str, str] = {}
+    for place, entry in enumerate(entries, start=1):
+        name, sep, token = entry.partition(":")
+        name, token = (name.strip(), token.strip()) if sep else (f"token-{place}", entry.strip())
+        if not token or not TOKEN_NAME.fullmatch(name):
+            raise ConfigError(f"API_TOKENS: entry {place} should be a token or name:token, the "
+                              "name 1-64 letters, digits or ._@- and the token not empty.")
+        if name in named:
+            raise ConfigError(f"API_TOKENS: the name {name!r} is given twice.")
+        if token in named.values():
+            raise ConfigError(f"API_TOKENS: entry {place} repeats another entry's token.")
+        named[name] = token
+    return named
+
+
 class SessionInterface(SecureCookieSessionInterface):
     """The session cookie is Secure whenever the request came over https."""
 
@@ -70,14 +92,16 @@ def register(app: Flask) -> None:
 
     @app.before_request
     def require_api_token():
-        tokens = app.config["API_TOKENS"]
+        tokens = app.config["API_TOKEN_NAMES"]
         path = request.path
         if not tokens or not path.startswith(TOKEN_PREFIXES) or request.method == "OPTIONS":
             return None
-        given = presented_token(path)
-        given_bytes = (given or "").encode()
-        matches = [hmac.compare_digest(given_bytes, token.encode()) for token in tokens]
-        if given and any(matches):
+        given_bytes = (presented_token(path) or "").encode()
+        # Compare with every token (no early exit), so timing says nothing about which matched.
+        matches = [name for name, token in tokens.items()
+                   if hmac.compare_digest(given_bytes, token.encode())]
+        if given_bytes and matches:
+            g.api_token_name = matches[0]
             return None
         basic = path.startswith(BASIC_PREFIXES)
         how = "Authorization: Bearer <token>" + (", or Basic with the token as password" if basic
