@@ -250,3 +250,40 @@ def test_on_s3_the_url_is_the_bucket_and_b64_json_its_object(make_app, s3_server
     assert PILImage.open(io.BytesIO(data)).info["parameters"].startswith(PROMPT)
     assert files_in(live.app.config["IMAGES_DIR"]) == []  # nothing on local disk
     assert second.file_size == len(data)
+
+
+# --- tokens' names, budgets, idempotency: the same service as /api/generate -------------------
+
+
+def test_records_name_the_token_and_budgets_refuse_as_insufficient_quota(make_app):
+    app = make_app(API_TOKENS=["alice:tok-alice"], PRICES="offline/abstract=1", DAILY_BUDGET="1")
+    with LiveServer(app) as live:
+        client = client_for(live, key="tok-alice")
+        client.images.generate(prompt=PROMPT, model="offline", size="512x512")
+        with pytest.raises(openai.RateLimitError) as raised:
+            client.images.generate(prompt=PROMPT, model="offline", size="512x512")
+        a1111 = requests.post(f"{live.url}/sdapi/v1/txt2img", json={"prompt": PROMPT},
+                              auth=("any", "tok-alice"), timeout=30)
+    assert raised.value.code == "insufficient_quota" and raised.value.type == "insufficient_quota"
+    assert a1111.status_code == 402 and a1111.json()["error"] == "budget_exceeded"
+    assert [(r.created_by, r.cost) for r in records(app)] == [("alice", 1)]
+
+
+def test_idempotency_key_replays_the_first_answer(server):
+    client = client_for(server)
+    headers = {"Idempotency-Key": "openai-retry-1"}
+    first = client.images.with_raw_response.generate(
+        prompt=PROMPT, model="offline", size="512x512", extra_headers=headers)
+    again = client.images.with_raw_response.generate(
+        prompt=PROMPT, model="offline", size="512x512", extra_headers=headers)
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.parse().data[0].b64_json == first.parse().data[0].b64_json
+    assert len(records(server.app)) == 1
+    with pytest.raises(openai.UnprocessableEntityError) as raised:
+        client.images.generate(prompt="another prompt", model="offline", size="512x512",
+                               extra_headers=headers)
+    assert raised.value.code == "idempotency_key_reused"
+    a1111 = [requests.post(f"{server.url}/sdapi/v1/txt2img", json={"prompt": PROMPT}, timeout=30,
+                           headers={"Idempotency-Key": "a1111-retry-1"}) for _ in range(2)]
+    assert a1111[0].json() == a1111[1].json()
+    assert a1111[1].headers["Idempotent-Replayed"] == "true" and len(records(server.app)) == 2

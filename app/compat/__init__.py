@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Callable
 
-from flask import Flask
+from flask import Flask, Response
 from PIL import Image as PILImage
 
+from .. import idempotency
+from ..callers import caller, token_name
 from ..generation import service
 from ..models import Image
 from ..params import GenerationParams
@@ -29,11 +32,20 @@ def register(app: Flask) -> None:
 
 
 def generate(params: GenerationParams) -> list[Image]:
-    """The images of one request: a batch when more than one is asked for."""
-    generation = service()
+    """The images of one request (a batch when more than one is asked for), made for the token
+    the request came with."""
+    generation, created_by = service(), token_name("api")
     if params.count > 1:
-        return generation.generate_batch(params).images
-    return [generation.generate(params)]
+        return generation.generate_batch(params, created_by=created_by).images
+    return [generation.generate(params, created_by=created_by)]
+
+
+def once_per_key(body, run: Callable[[], Response]) -> Response:
+    """run() once per Idempotency-Key and caller, as POST /api/generate does."""
+    key = idempotency.header_key()
+    if key is None:
+        return run()
+    return idempotency.once(caller(), key, idempotency.fingerprint(body), run)
 
 
 def stored_base64(record: Image, png: bool = False) -> str:

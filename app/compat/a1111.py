@@ -24,7 +24,7 @@ from ..params import ValidationFailed, error, validate
 from ..ratelimit import generation_limit
 from ..settings import get_setting, set_setting
 from ..storage import MAX_BYTES
-from . import generate, models, stored_base64
+from . import generate, models, once_per_key, stored_base64
 
 bp = Blueprint("a1111_compat", __name__)
 
@@ -66,7 +66,11 @@ def txt2img():
     with a1111_names():
         translated, ignored, count = _generation_body(body)
         params = replace(validate(translated), ignored=ignored)
-        records = generate(params)
+        return once_per_key(body, lambda: _answer(body, params, generate(params)))
+
+
+def _answer(body: Mapping, params, records: list):
+    """A1111's answer: the images, the request, and `info` with the real seeds and infotexts."""
     seeds = [record.seed for record in records]
     first = records[0]
     info = {

@@ -18,7 +18,7 @@ from flask import Blueprint, Flask, jsonify, request
 from ..api.routes import json_body
 from ..params import ValidationFailed, error, validate
 from ..ratelimit import generation_limit
-from . import generate, models, stored_base64
+from . import generate, models, once_per_key, stored_base64
 
 bp = Blueprint("openai_compat", __name__)
 
@@ -55,18 +55,22 @@ def images_generations():
                                       "literal_error")])
     translated, offered = _generation_body(body)
     params = replace(validate(translated), offered=offered)
-    records = generate(params)
-    first = records[0]
-    if response_format == "url":
-        data = [{"url": urljoin(request.host_url, record.url)} for record in records]
-    else:
-        data = [{"b64_json": stored_base64(record)} for record in records]
-    return jsonify({
-        "created": int(first.created_at.timestamp()),
-        "data": data,
-        "size": f"{first.width}x{first.height}",
-        "output_format": FORMAT_NAMES.get(first.format, first.format),
-    })
+
+    def run():
+        records = generate(params)
+        first = records[0]
+        if response_format == "url":
+            data = [{"url": urljoin(request.host_url, record.url)} for record in records]
+        else:
+            data = [{"b64_json": stored_base64(record)} for record in records]
+        return jsonify({
+            "created": int(first.created_at.timestamp()),
+            "data": data,
+            "size": f"{first.width}x{first.height}",
+            "output_format": FORMAT_NAMES.get(first.format, first.format),
+        })
+
+    return once_per_key(body, run)
 
 
 def _generation_body(body: Mapping) -> tuple[dict, dict]:
