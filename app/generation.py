@@ -93,6 +93,7 @@ class GenerationService:
             content_filtered=result.content_filtered,
             format=staged.format,
             file_size=staged.file_size,
+            sha256=staged.sha256,
             duration_ms=round((time.monotonic() - started) * 1000),
             created_at=created_at,
             **description,

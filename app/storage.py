@@ -8,6 +8,7 @@ sees a partial file. A PNG keeps its pixel data byte for byte; only a `parameter
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import struct
@@ -18,6 +19,7 @@ import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image
 
@@ -64,6 +66,7 @@ class StagedImage:
     file_size: int
     temp_file: Path
     temp_thumb: Path
+    sha256: str = ""
     filename: str | None = None
 
     def place(self, stem: str, image_id: int) -> str:
@@ -92,13 +95,14 @@ class ImageStore:
     def thumb_path(self, image_id: int) -> Path:
         return self.thumbs / f"{image_id}.webp"
 
-    def stage(self, data: bytes, description: dict) -> StagedImage:
+    def stage(self, data: bytes, description: dict | None = None) -> StagedImage:
         """Validate the image, then write it and its thumbnail under temporary names.
 
-        `description` holds the a1111_parameters() arguments but the size, read from the image.
+        `description` holds the a1111_parameters() arguments but the size, read from the image;
+        without one the bytes are kept exactly as given (an imported image).
         """
         prepared = _IMAGE_WORK.submit(self._prepare, data, description).result()
-        fmt, width, height, size, thumb, pending = prepared
+        fmt, width, height, size, thumb, pending, digest = prepared
         try:
             temp_thumb = self._write_temp(self.thumbs, thumb)
         except BaseException:
@@ -109,13 +113,13 @@ class ImageStore:
         except BaseException:
             temp_thumb.unlink(missing_ok=True)
             raise
-        return StagedImage(self, fmt, width, height, size, temp_file, temp_thumb)
+        return StagedImage(self, fmt, width, height, size, temp_file, temp_thumb, digest)
 
-    def _prepare(self, data: bytes, description: dict):
+    def _prepare(self, data: bytes, description: dict | None):
         """Decode, start writing the file, make the thumbnail (on one of the image threads)."""
         image = open_image(data)
         fmt, (width, height) = FORMATS[image.format], image.size
-        if fmt == "png":
+        if fmt == "png" and description is not None:
             text = a1111_parameters(width=width, height=height, **description)
             data = with_png_text(data, "parameters", text)
         # The file is written (and synced) while the thumbnail is made.
@@ -125,7 +129,11 @@ class ImageStore:
         except BaseException:
             _discard(pending)
             raise
-        return fmt, width, height, len(data), thumb, pending
+        return fmt, width, height, len(data), thumb, pending, hashlib.sha256(data).hexdigest()
+
+    def open(self, filename: str) -> BinaryIO:
+        """The stored file, for reading (FileNotFoundError when it is gone)."""
+        return (self.root / filename).open("rb")
 
     def delete(self, filename: str, image_id: int) -> None:
         (self.root / filename).unlink(missing_ok=True)
@@ -250,12 +258,13 @@ def with_png_text(data: bytes, key: str, text: str) -> bytes:
 
 def a1111_parameters(
     *,
-    prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int,
-    width: int, height: int, model: str,
+    prompt: str, negative_prompt: str, steps: int | None, cfg_scale: float | None,
+    seed: int | None, width: int, height: int, model: str,
 ) -> str:
-    """The text AUTOMATIC1111's PNG Info reads back."""
-    return (
-        f"{prompt}\nNegative prompt: {negative_prompt}\n"
-        f"Steps: {steps}, CFG scale: {cfg_scale:g}, Seed: {seed}, Size: {width}x{height}, "
-        f"Model: {model}"
-    )
+    """The text AUTOMATIC1111's PNG Info reads back (an unknown value is left out)."""
+    settings = [
+        ("Steps", steps), ("CFG scale", None if cfg_scale is None else f"{cfg_scale:g}"),
+        ("Seed", seed), ("Size", f"{width}x{height}"), ("Model", model or None),
+    ]
+    line = ", ".join(f"{name}: {value}" for name, value in settings if value is not None)
+    return f"{prompt}\nNegative prompt: {negative_prompt}\n{line}"

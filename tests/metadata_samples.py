@@ -1,0 +1,141 @@
+"""Images carrying metadata the way each tool's own code writes it, built in memory.
+
+- AUTOMATIC1111 (modules/images.py, save_image_with_geninfo): PNG `parameters` tEXt via
+  PngInfo.add_text; JPEG/WebP EXIF UserComment = piexif.helper.UserComment.dump(text,
+  encoding="unicode"), i.e. b"UNICODE\\0" + UTF-16BE, in the Exif IFD.
+- ComfyUI (nodes.py, SaveImage): PngInfo.add_text("prompt", json.dumps(prompt)) and one chunk per
+  extra_pnginfo key ("workflow").
+- InvokeAI (image_files_disk.py): PngInfo.add_text("invokeai_metadata", json.dumps(metadata)).
+- Fooocus (modules/private_logger.py): "parameters" = json.dumps(metadata) and "fooocus_scheme".
+- This app: `parameters` (A1111 text) and `imagegen` (JSON: provider, model, seed, options,
+  requested).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from PIL import Image, PngImagePlugin
+
+DATA = Path(__file__).parent / "data"
+ROOT = Path(__file__).resolve().parent.parent
+
+A1111_TEXT = (
+    "a lighthouse in a storm, <lora:detail:0.6>, (dramatic:1.2)\n"
+    "Negative prompt: blurry, lowres\n"
+    'Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 1234567890, '
+    'Size: 832x1216, Model hash: 31e35c80fc, Model: sd_xl_base_1.0, '
+    'Lora hashes: "detail: 7e1c3a2b9f", Version: v1.10.1'
+)
+
+
+def png_with_text(chunks: dict[str, str], size=(8, 8), colour=(30, 90, 160)) -> bytes:
+    info = PngImagePlugin.PngInfo()
+    for key, value in chunks.items():
+        info.add_text(key, value)
+    buffer = io.BytesIO()
+    Image.new("RGB", size, colour).save(buffer, "PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def user_comment_exif(text: str) -> bytes:
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\0" + text.encode("utf-16-be")
+    return exif.tobytes()
+
+
+def with_exif(fmt: str, text: str, size=(8, 8)) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 120, 40)).save(buffer, fmt, exif=user_comment_exif(text))
+    return buffer.getvalue()
+
+
+def a1111_png() -> bytes:
+    return png_with_text({"parameters": A1111_TEXT})
+
+
+def a1111_webp() -> bytes:
+    return with_exif("WEBP", A1111_TEXT)
+
+
+COMFY_ADVANCED = {
+    "1": {"class_type": "UNETLoader", "inputs": {"unet_name": "flux1-dev.safetensors",
+                                                 "weight_dtype": "default"}},
+    "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"model": ["1", 0],
+                                                          "lora_name": "ink.safetensors",
+                                                          "strength_model": 0.8}},
+    "3": {"class_type": "PrimitiveNode", "inputs": {"value": "a paper boat on a puddle"}},
+    "4": {"class_type": "CLIPTextEncode", "inputs": {"text": ["3", 0], "clip": ["9", 0]}},
+    "5": {"class_type": "FluxGuidance", "inputs": {"conditioning": ["4", 0], "guidance": 3.5}},
+    "6": {"class_type": "BasicGuider", "inputs": {"model": ["2", 0], "conditioning": ["5", 0]}},
+    "7": {"class_type": "RandomNoise", "inputs": {"noise_seed": 987654321}},
+    "8": {"class_type": "KSamplerSelect", "inputs": {"sampler_name": "euler"}},
+    "9": {"class_type": "DualCLIPLoader", "inputs": {"clip_name1": "t5xxl.safetensors"}},
+    "10": {"class_type": "BasicScheduler", "inputs": {"model": ["2", 0], "scheduler": "simple",
+                                                      "steps": 24, "denoise": 1.0}},
+    "11": {"class_type": "EmptySD3LatentImage", "inputs": {"width": 1024, "height": 768,
+                                                           "batch_size": 1}},
+    "12": {"class_type": "SamplerCustomAdvanced", "inputs": {
+        "noise": ["7", 0], "guider": ["6", 0], "sampler": ["8", 0], "sigmas": ["10", 0],
+        "latent_image": ["11", 0]}},
+    "13": {"class_type": "VAEDecode", "inputs": {"samples": ["12", 0], "vae": ["14", 0]}},
+    "14": {"class_type": "VAELoader", "inputs": {"vae_name": "ae.safetensors"}},
+    "15": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI",
+                                                 "images": ["13", 0]}},
+}
+
+
+def comfyui_png(graph=None, workflow=None) -> bytes:
+    graph = COMFY_ADVANCED if graph is None else graph
+    chunks = {"prompt": graph if isinstance(graph, str) else json.dumps(graph)}
+    chunks["workflow"] = json.dumps(workflow or {"last_node_id": 15, "nodes": []})
+    return png_with_text(chunks)
+
+
+INVOKE_4 = {
+    "generation_mode": "txt2img", "positive_prompt": "a <b>bold</b> fox in a meadow",
+    "negative_prompt": "", "width": 768, "height": 512, "seed": 42, "cfg_scale": 7.5,
+    "steps": 30, "scheduler": "dpmpp_2m",
+    "model": {"key": "a1b2", "hash": "blake3:00", "name": "dreamshaper-8", "base": "sd-1",
+              "type": "main"},
+}
+
+
+def invokeai_png() -> bytes:
+    return png_with_text({"invokeai_metadata": json.dumps(INVOKE_4)})
+
+
+IMAGEGEN = {"provider": "stability", "model": "sd3.5-large", "seed": 77,
+            "options": {"style_preset": "photographic"},
+            "requested": {"width": 1024, "height": 1024, "steps": 30, "cfg_scale": 5.0,
+                          "seed": 0}}
+
+
+def imagegen_png() -> bytes:
+    text = ("a tidy desk, morning light\nNegative prompt: clutter\n"
+            "Steps: 30, CFG scale: 5, Seed: 77, Size: 8x8, Model: sd3.5-large, "
+            "Style preset: photographic")
+    return png_with_text({"parameters": text, "imagegen": json.dumps(IMAGEGEN)})
+
+
+SAMPLE_FILES = {
+    "a1111.webp": a1111_webp,
+    "comfyui_custom_advanced.png": comfyui_png,
+    "invokeai4.png": invokeai_png,
+    "imagegen.png": imagegen_png,
+}
+
+
+def sample(name: str) -> bytes:
+    """One of the small files kept under tests/data/ (made again by `python -m
+    tests.metadata_samples` when the formats here change)."""
+    return (DATA / name).read_bytes()
+
+
+if __name__ == "__main__":
+    DATA.mkdir(exist_ok=True)
+    for name, build in SAMPLE_FILES.items():
+        (DATA / name).write_bytes(build())
+        print(name, (DATA / name).stat().st_size, "bytes")
