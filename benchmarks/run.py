@@ -13,6 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_curate  # noqa: E402
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
@@ -63,11 +64,12 @@ def main() -> None:
           f"deep page {bench_library.DEEP_PAGES} pages; generation "
           f"{bench_generate.SEQUENTIAL} sequential then {bench_generate.CONCURRENT} from "
           f"{bench_generate.CLIENTS} clients; gunicorn -k gthread --threads 8 -w 2")
-    rows = bench_store.run() + bench_offline.run()
+    rows = bench_store.run() + bench_offline.run() + bench_curate.import_and_export()
     with bench_generate.provider() as chosen, tempfile.TemporaryDirectory() as folder:
         database = copy_of_library(Path(folder))
         with Gunicorn(database, Path(folder) / "images", **chosen.env) as server:
             rows += bench_library.run(server)
+            rows += bench_curate.filters_and_bulk(server, database)
             rows += bench_generate.run(server, chosen)
             rows.append(memory_row(server))
     seconds = time.perf_counter() - started
