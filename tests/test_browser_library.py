@@ -10,7 +10,7 @@ import pytest
 
 from tests import metadata_samples as samples
 from tests.conftest import screenshot
-from tests.test_browser import api_generate, watch
+from tests.test_browser import watch
 
 pytestmark = pytest.mark.browser
 

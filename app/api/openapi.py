@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..params import MAX_SEED, PARAMS, PROVIDER_NAMES
+from ..params import PARAMS, PROVIDER_NAMES
 from ..providers.base import TUNABLE, ProviderError
 from .errors import CODES
 
