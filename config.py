@@ -9,9 +9,9 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent
-load_dotenv(BASE_DIR / ".env")
+DOTENV_PATH = BASE_DIR / ".env"
 
-HOSTED_PROVIDERS = ("stability", "replicate")
+HOSTED_PROVIDERS = ("stability", "replicate", "openai")
 DEFAULT_REPLICATE_MODEL = (
     "stability-ai/sdxl:39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
 )
@@ -39,8 +39,12 @@ def _secret_key(instance_path: Path) -> str:
     return key
 
 
-def load_config(instance_path: str | Path) -> dict:
-    """Settings for one app, from the environment; create_app() applies overrides on top."""
+def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH) -> dict:
+    """Settings for one app, from the environment; create_app() applies overrides on top.
+
+    The `.env` file fills in what the environment does not set (a variable set there wins).
+    """
+    load_dotenv(dotenv_path)
     instance = Path(instance_path)
     instance.mkdir(parents=True, exist_ok=True)
     images_dir = Path(_env("IMAGES_DIR", "static/images"))
@@ -50,13 +54,21 @@ def load_config(instance_path: str | Path) -> dict:
         "SECRET_KEY": _env("SECRET_KEY") or _secret_key(instance),
         "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", f"sqlite:///{instance / 'app.db'}"),
         "IMAGES_DIR": str(images_dir),
+        "S3_BUCKET": _env("S3_BUCKET"),
+        "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
+        "S3_REGION": _env("S3_REGION"),
+        "S3_PREFIX": _env("S3_PREFIX", ""),
+        "IMAGES_BASE_URL": _env("IMAGES_BASE_URL"),
         "STABILITY_API_KEY": _env("STABILITY_API_KEY"),
         "STABILITY_BASE_URL": _env("STABILITY_BASE_URL", "https://api.stability.ai"),
         "STABILITY_MODEL": _env("STABILITY_MODEL", "sd3.5-large"),
         "REPLICATE_API_TOKEN": _env("REPLICATE_API_TOKEN"),
         "REPLICATE_BASE_URL": _env("REPLICATE_BASE_URL", "https://api.replicate.com"),
         "REPLICATE_MODEL": _env("REPLICATE_MODEL", DEFAULT_REPLICATE_MODEL),
+        "REPLICATE_MODELS": _env("REPLICATE_MODELS"),
         "OPENAI_API_KEY": _env("OPENAI_API_KEY"),
+        "OPENAI_BASE_URL": _env("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        "OPENAI_MODEL": _env("OPENAI_MODEL", "gpt-image-2"),
         "GENERATION_TIMEOUT": float(_env("GENERATION_TIMEOUT", "120")),
         "API_TOKENS": _csv("API_TOKENS"),
         "RATE_LIMIT": _env("RATE_LIMIT", "30 per minute"),
@@ -69,7 +81,8 @@ def load_config(instance_path: str | Path) -> dict:
     }
     configured = [
         name
-        for name, key in (("stability", "STABILITY_API_KEY"), ("replicate", "REPLICATE_API_TOKEN"))
+        for name, key in (("stability", "STABILITY_API_KEY"), ("replicate", "REPLICATE_API_TOKEN"),
+                          ("openai", "OPENAI_API_KEY"))
         if config[key]
     ]
     config["DEFAULT_PROVIDER"] = _env("DEFAULT_PROVIDER", configured[0] if configured else "offline")

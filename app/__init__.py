@@ -13,7 +13,7 @@ from .extensions import csrf, db, limiter, migrate
 from .generation import GenerationService
 from .providers import build_providers
 from .ratelimit import SQLiteStorage
-from .storage import ImageStore
+from .storage import store_from_config
 
 
 def create_app(overrides: dict | None = None) -> Flask:
@@ -60,7 +60,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 
 def register_services(app: Flask) -> None:
-    store = ImageStore(app.config["IMAGES_DIR"])
+    store = app.extensions["image_store"] = store_from_config(app.config)
     app.extensions["generation"] = GenerationService(build_providers(app.config), store, app.config)
 
     # Images may live outside static/ (IMAGES_DIR); nginx serves them itself in production.

@@ -15,15 +15,26 @@ from .generation import service
 from .models import Image
 from .params import ValidationFailed, validate
 from .providers.base import ProviderError
+from .storage import StorageError
 
 
 def _echo_record(record: Image) -> None:
     click.echo(json.dumps(record.to_dict(), ensure_ascii=False))
 
 
+def _key_value(ctx, param, values) -> dict[str, str]:
+    options = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"'{item}' is not KEY=VALUE", ctx=ctx, param=param)
+        options[key.strip()] = value
+    return options
+
+
 @click.command("generate")
 @click.argument("prompt")
-@click.option("--provider", default=None, help="stability, replicate or offline.")
+@click.option("--provider", default=None, help="stability, replicate, openai or offline.")
 @click.option("--model", default=None, help="A model the provider lists.")
 @click.option("--width", type=int, default=1024, show_default=True)
 @click.option("--height", type=int, default=1024, show_default=True)
@@ -31,28 +42,41 @@ def _echo_record(record: Image) -> None:
 @click.option("--cfg-scale", type=float, default=7.0, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="0 draws a random seed.")
 @click.option("--negative-prompt", default="")
-@click.option("--count", type=click.IntRange(1, 100), default=1, show_default=True,
-              help="How many images (seeds follow on from --seed when it is set).")
+@click.option("--count", type=int, default=1, show_default=True,
+              help="How many images, 1-8, made at once (image i uses seed + i).")
+@click.option("--option", "options", multiple=True, callback=_key_value, metavar="KEY=VALUE",
+              help="A model option (see /api/providers); may be given several times.")
 @with_appcontext
 def generate_command(prompt, provider, model, width, height, steps, cfg_scale, seed,
-                     negative_prompt, count):
+                     negative_prompt, count, options):
     """Generate images and print each record as JSON."""
     body = dict(prompt=prompt, negative_prompt=negative_prompt, provider=provider, model=model,
-                width=width, height=height, steps=steps, cfg_scale=cfg_scale, seed=seed)
+                width=width, height=height, steps=steps, cfg_scale=cfg_scale, seed=seed,
+                count=count)
+    body = {name: value for name, value in body.items() if value is not None}
+    generation = service()
+    chosen = generation.find_model(provider, model)
+    body["options"] = chosen.options_from_text(options) if chosen else options
     try:
         params = validate(body)
-        with click.progressbar(length=count, label="Generating", file=sys.stderr,
-                               hidden=count == 1) as bar:
-            for index in range(count):
-                seed_n = params.seed + index if params.seed else 0
-                current = validate({**body, "seed": seed_n})
-                _echo_record(service().generate(current))
-                bar.update(1)
+        if params.count == 1:
+            _echo_record(generation.generate(params))
+            return
+        with click.progressbar(length=params.count, label="Generating", file=sys.stderr) as bar:
+            batch = generation.generate_batch(params, on_done=lambda index: bar.update(1))
     except ValidationFailed as exc:
-        messages = "; ".join(f"{e['loc'][-1]}: {e['msg']}" for e in exc.errors)
+        messages = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
+                             for e in exc.errors)
         raise click.ClickException(messages) from None
-    except ProviderError as exc:
+    except (ProviderError, StorageError) as exc:
         raise click.ClickException(f"{exc.code}: {exc.detail}") from None
+    for record in batch.images:
+        _echo_record(record)
+    for problem in batch.errors:
+        click.echo(f"image {problem.index} failed: {problem.error.code}: {problem.error.detail}",
+                   err=True)
+    if batch.errors:
+        raise click.exceptions.Exit(1)
 
 
 @click.group("images")
@@ -105,23 +129,24 @@ def verify_command(fix):
     """Report records whose file is missing and files that no record references."""
     store = service().store
     records = {image.filename: image for image in db.session.scalars(sa.select(Image))}
-    files = set(store.files())
+    try:
+        files = set(store.files())
+        thumbs = store.thumbnails()
+        leftovers = store.leftovers()
+    except StorageError as exc:
+        raise click.ClickException(exc.detail) from None
     missing = [records[name] for name in sorted(set(records) - files)]
     orphans = sorted(files - set(records))
-    known_thumbs = {f"{image.id}.webp" for image in records.values()}
-    orphan_thumbs = sorted(
-        path.name for path in (store.thumbs.glob("*.webp") if store.thumbs.is_dir() else [])
-        if path.name not in known_thumbs
-    )
-    leftovers = store.temp_files()
+    known_thumbs = {store.thumb_key(image.id) for image in records.values()}
+    orphan_thumbs = [key for key in thumbs if key not in known_thumbs]
     for image in missing:
         click.echo(f"missing file: record {image.id} -> {image.filename}")
     for name in orphans:
         click.echo(f"orphan file: {name}")
-    for name in orphan_thumbs:
-        click.echo(f"orphan thumbnail: thumbs/{name}")
-    for path in leftovers:
-        click.echo(f"unfinished write: {path.name}")
+    for key in orphan_thumbs:
+        click.echo(f"orphan thumbnail: {key}")
+    for key in leftovers:
+        click.echo(f"unfinished write: {key}")
     problems = len(missing) + len(orphans) + len(orphan_thumbs) + len(leftovers)
     if not problems:
         click.echo(f"OK: {len(records)} records, every file present, no orphans.")
@@ -131,14 +156,12 @@ def verify_command(fix):
     for image in missing:
         db.session.delete(image)
     db.session.commit()
-    for image in missing:
-        store.thumb_path(image.id).unlink(missing_ok=True)
-    for name in orphans:
-        (store.root / name).unlink(missing_ok=True)
-    for name in orphan_thumbs:
-        (store.thumbs / name).unlink(missing_ok=True)
-    for path in leftovers:
-        path.unlink(missing_ok=True)
+    stale = [store.thumb_key(image.id) for image in missing] + orphans + orphan_thumbs + leftovers
+    try:
+        for key in stale:
+            store.backend.delete(key)
+    except StorageError as exc:
+        raise click.ClickException(exc.detail) from None
     click.echo(f"Fixed {problems} problem(s).")
 
 

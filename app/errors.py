@@ -13,6 +13,7 @@ from .api.errors import error_response
 from .extensions import limiter
 from .params import ValidationFailed
 from .providers.base import ProviderError
+from .storage import StorageError
 
 MESSAGES = {
     404: "Not found.",
@@ -56,6 +57,13 @@ def register(app: Flask) -> None:
     def provider_error(exc: ProviderError):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return error_response(exc.status, exc.detail, exc.code, headers)
+
+    @app.errorhandler(StorageError)
+    def storage_error(exc: StorageError):
+        if wants_json():
+            return error_response(exc.status, exc.detail, exc.code)
+        return render_template("error.html", status=exc.status, title="Image storage unavailable",
+                               message=exc.detail), exc.status
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -92,7 +92,7 @@ def _search(q: str) -> list:
     return conditions
 
 
-FILTERS = ("q", "provider", "model", "favorite", "collection", "since", "until")
+FILTERS = ("q", "provider", "model", "favorite", "collection", "since", "until", "batch")
 EXTRA_PROVIDERS = ("imported",)
 
 
@@ -131,8 +131,9 @@ def parse_filters(args) -> dict:
             options = ", ".join((*PROVIDER_NAMES, *EXTRA_PROVIDERS))
             raise _query_error("provider", f"Input should be one of {options}", "literal_error")
         filters["provider"] = provider
-    if args.get("model"):
-        filters["model"] = args["model"]
+    for name in ("model", "batch"):
+        if args.get(name):
+            filters[name] = args[name]
     favorite = args.get("favorite")
     if favorite:
         if favorite.lower() not in ("true", "false", "1", "0"):
@@ -156,10 +157,13 @@ def parse_filters(args) -> dict:
 
 def _filters(q: str | None = None, provider: str | None = None, model: str | None = None,
              favorite: bool | None = None, collection: int | None = None,
-             since: datetime | None = None, until: datetime | None = None) -> list:
+             since: datetime | None = None, until: datetime | None = None,
+             batch: str | None = None) -> list:
     conditions = []
     if provider:
         conditions.append(Image.provider == provider)
+    if batch:
+        conditions.append(Image.batch_id == batch)
     if model:
         conditions.append(Image.model == model)
     if favorite is not None:
@@ -199,7 +203,7 @@ def page(limit: int = 50, before: str | None = None, q: str | None = None,
     """One page of records, newest first, with the cursors of the older and newer pages.
 
     `before` gives the records older than a cursor, `after` the ones just newer than it;
-    `filters` are the others of FILTERS (model, favorite, collection, since, until).
+    `filters` are the others of FILTERS (model, favorite, collection, since, until, batch).
     """
     conditions = _filters(q, provider, **filters)
     total = db.session.scalar(sa.select(sa.func.count()).select_from(Image).where(*conditions))
@@ -227,6 +231,12 @@ def page(limit: int = 50, before: str | None = None, q: str | None = None,
         encode_cursor(items[-1]) if has_older else None,
         encode_cursor(items[0]) if has_newer else None,
     )
+
+
+def batch_images(batch_id: str) -> list[Image]:
+    """Every image of one batch, in the order it was asked for."""
+    return list(db.session.scalars(sa.select(Image).where(Image.batch_id == batch_id)
+                                   .order_by(Image.batch_index)))
 
 
 def newest(count: int) -> list[Image]:

@@ -23,7 +23,7 @@ from .extensions import db
 from .generation import service
 from .models import Collection, Image, collection_image, utcnow
 from .params import ValidationFailed
-from .storage import InvalidImage, open_image
+from .storage import InvalidImage, StorageError, open_image
 
 BULK_ACTIONS = ("delete", "favorite", "unfavorite", "add_to_collection", "remove_from_collection")
 MAX_BULK = 1000
@@ -174,15 +174,10 @@ def describe_collections(collections: list[Collection]) -> list[dict]:
         "id": c.id, "name": c.name, "description": c.description,
         "image_count": counts.get(c.id, 0),
         "cover_image_id": covers.get(c.id),
-        "cover_thumbnail_url": (_thumbnail_url(store, covers[c.id]) if covers.get(c.id)
+        "cover_thumbnail_url": (store.thumbnail_url(covers[c.id]) if covers.get(c.id)
                                 else None),
         "created_at": c.created_at.isoformat(),
     } for c in collections]
-
-
-def _thumbnail_url(store, image_id: int) -> str:
-    url = getattr(store, "thumbnail_url", None)
-    return url(image_id) if callable(url) else f"/static/images/thumbs/{image_id}.webp"
 
 
 def all_collections() -> list[Collection]:
@@ -296,8 +291,9 @@ def _delete_result(ids: list[int], missing: list[int]) -> BulkResult:
     for row in rows:
         try:
             store.delete(row.filename, row.id)
-        except OSError as exc:
-            failed.append({"id": row.id, "detail": f"record deleted, file left: {exc.strerror}"})
+        except (OSError, StorageError) as exc:
+            reason = exc.detail if isinstance(exc, StorageError) else exc.strerror
+            failed.append({"id": row.id, "detail": f"record deleted, file left: {reason}"})
     return BulkResult(len(rows), missing, failed)
 
 
@@ -364,7 +360,7 @@ def _add_file(archive, sink, store, filename, created_at, size):
     """Copy one stored file into the archive a block at a time; False when it is missing."""
     try:
         source = store.open(filename)
-    except OSError:
+    except (OSError, StorageError):  # the record still says what the file was
         return False
     with source:
         info = zipfile.ZipInfo(filename, created_at.timetuple()[:6])
@@ -419,12 +415,12 @@ def import_image(data: bytes, *, dry_run: bool = False) -> Imported | None:
     _, meta = inspect(data)
     if dry_run:
         return None
-    staged = service().store.stage(data)
+    staged = service().store.stage(data, None)
     params = meta.parameters
     seed = params.get("seed")
     created_at = utcnow()
     record = Image(
-        filename=staged.temp_file.name,
+        filename=staged.placeholder,
         prompt=str(params.get("prompt") or ""),
         negative_prompt=str(params.get("negative_prompt") or ""),
         provider="imported",
@@ -447,7 +443,8 @@ def import_image(data: bytes, *, dry_run: bool = False) -> Imported | None:
     try:
         db.session.add(record)
         db.session.flush()
-        record.filename = staged.place(f"{created_at:%Y%m%d_%H%M%S}_{record.id}", record.id)
+        staged.place(f"{created_at:%Y%m%d_%H%M%S}_{record.id}", record.id)
+        record.filename = staged.filename
         db.session.commit()
     except BaseException:
         db.session.rollback()

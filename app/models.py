@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
-from .storage import a1111_parameters
+from .storage import a1111_parameters, current_store
 
 
 def utcnow() -> datetime:
@@ -51,6 +51,7 @@ class Image(db.Model):
         # Covers what paging needs, so the ids matched by a search are sorted by date without
         # reading their whole rows (prompts and parameters).
         sa.Index("ix_image_id_created_provider", "id", "created_at", "provider"),
+        sa.Index("ix_image_batch", "batch_id", "batch_index"),
         # The gallery's filters, each paged newest first from its own index.
         sa.Index("ix_image_model_created", "model", "created_at", "id"),
         sa.Index("ix_image_favorite_created", "favorite", "created_at", "id"),
@@ -65,7 +66,7 @@ class Image(db.Model):
     negative_prompt: Mapped[str] = mapped_column(sa.Text, default="")
     provider: Mapped[str] = mapped_column(sa.String(32))
     model: Mapped[str] = mapped_column(sa.String(200))
-    # Unknown (null) for an imported image whose metadata does not say.
+    # None: the model takes no seed, or an imported image's metadata does not say.
     seed: Mapped[int | None] = mapped_column(sa.BigInteger)
     width: Mapped[int]
     height: Mapped[int]
@@ -78,6 +79,9 @@ class Image(db.Model):
     file_size: Mapped[int]
     duration_ms: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    options: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default=sa.text("'{}'"))
+    batch_id: Mapped[str | None] = mapped_column(sa.String(32))
+    batch_index: Mapped[int | None]
     favorite: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     sha256: Mapped[str | None] = mapped_column(sa.String(64))
     source: Mapped[str | None] = mapped_column(sa.String(16))  # imported: the metadata format
@@ -87,11 +91,11 @@ class Image(db.Model):
 
     @property
     def url(self) -> str:
-        return f"/static/images/{self.filename}"
+        return current_store().url(self.filename)
 
     @property
     def thumbnail_url(self) -> str:
-        return f"/static/images/thumbs/{self.id}.webp"
+        return current_store().thumbnail_url(self.id)
 
     @property
     def parameters_text(self) -> str:
@@ -99,7 +103,7 @@ class Image(db.Model):
         return a1111_parameters(
             prompt=self.prompt, negative_prompt=self.negative_prompt, steps=self.steps,
             cfg_scale=self.cfg_scale, seed=self.seed, width=self.width, height=self.height,
-            model=self.model,
+            model=self.model, options=self.options,
         )
 
     def to_dict(self) -> dict:
@@ -124,6 +128,9 @@ class Image(db.Model):
             "file_size": self.file_size,
             "duration_ms": self.duration_ms,
             "created_at": self.created_at.isoformat(),
+            "options": self.options or {},
+            "batch_id": self.batch_id,
+            "batch_index": self.batch_index,
             "favorite": self.favorite,
             "collections": [{"id": c.id, "name": c.name} for c in self.collections],
             "sha256": self.sha256,

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PROVIDER_NAMES = ("stability", "replicate", "offline")
+PROVIDER_NAMES = ("stability", "replicate", "openai", "offline")
 MAX_SEED = 4294967294
+MAX_COUNT = 8
 
 
 @dataclass(frozen=True)
 class Param:
     name: str
-    kind: type  # str, int or float
+    kind: type  # str, int, float or dict
     default: Any
     label: str
     description: str
@@ -28,7 +29,7 @@ class Param:
 
     def json_schema(self) -> dict:
         schema: dict[str, Any] = {
-            "type": {str: "string", int: "integer", float: "number"}[self.kind],
+            "type": {str: "string", int: "integer", float: "number", dict: "object"}[self.kind],
             "description": self.description,
         }
         for key, value in (
@@ -65,8 +66,12 @@ PARAMS: tuple[Param, ...] = (
     Param("cfg_scale", float, 7.0, "CFG scale",
           "How closely to follow the prompt; some models accept a narrower range.",
           minimum=1, maximum=20),
-    Param("seed", int, 0, "Seed", "0 draws a random seed, which the record keeps.",
-          minimum=0, maximum=MAX_SEED),
+    Param("seed", int, 0, "Seed", "0 draws a random seed, which the record keeps. In a batch, "
+          "image i uses seed + i.", minimum=0, maximum=MAX_SEED),
+    Param("count", int, 1, "Images", "How many images to make at once (a batch), 1–8.",
+          minimum=1, maximum=MAX_COUNT),
+    Param("options", dict, None, "Model options",
+          "The chosen model's own options, as /api/providers lists them (e.g. style_preset)."),
 )
 BY_NAME = {param.name: param for param in PARAMS}
 
@@ -84,6 +89,8 @@ class GenerationParams:
     steps: int = 30
     cfg_scale: float = 7.0
     seed: int = 0
+    count: int = 1
+    options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -104,6 +111,10 @@ def error(field: str | None, msg: str, kind: str) -> dict:
 def _check(param: Param, value: Any) -> tuple[Any, dict | None]:
     """The value converted to the parameter's type, or the first rule it breaks."""
     name = param.name
+    if param.kind is dict:
+        if not isinstance(value, Mapping):
+            return None, error(name, "Input should be a valid dictionary", "dict_type")
+        return dict(value), None
     if param.kind is str:
         if not isinstance(value, str):
             return None, error(name, "Input should be a valid string", "string_type")
@@ -157,16 +168,22 @@ def validate(body: Any) -> GenerationParams:
     ]
     values: dict[str, Any] = {}
     for param in PARAMS:
-        value = body.get(param.name)
-        if value is None or (value == "" and param.default is None and not param.required):
+        if param.name not in body:
             if param.required:
                 errors.append(error(param.name, "Field required", "missing"))
+            continue
+        value = body[param.name]  # null is a wrong type, for every field (as in pydantic)
+        if value == "" and param.default is None and param.kind is str and not param.required:
             continue
         checked, problem = _check(param, value)
         if problem:
             errors.append(problem)
         else:
             values[param.name] = checked
+    seed, count = values.get("seed", 0), values.get("count", 1)
+    if seed and seed + count - 1 > MAX_SEED:
+        errors.append(error("seed", f"Input should be at most {MAX_SEED - count + 1} for a batch "
+                                    f"of {count} (image i uses seed + i)", "less_than_equal"))
     if errors:
         raise ValidationFailed(errors)
     return GenerationParams(**values)

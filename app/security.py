@@ -15,7 +15,7 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data: blob:",
+    "img-src 'self' data: blob:{image_origin}",
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'self'",
@@ -23,7 +23,6 @@ CONTENT_SECURITY_POLICY = "; ".join([
     "frame-ancestors 'none'",
 ])
 SECURITY_HEADERS = {
-    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "X-Frame-Options": "DENY",
@@ -61,8 +60,13 @@ def register(app: Flask) -> None:
         return error_response(401, "Missing or invalid API token (Authorization: Bearer <token>).",
                               headers={"WWW-Authenticate": "Bearer"})
 
+    # Images may come from the bucket or a CDN: that one origin is allowed for images.
+    origin = app.extensions["image_store"].origin
+    headers = {"Content-Security-Policy": CONTENT_SECURITY_POLICY.format(
+        image_origin=f" {origin}" if origin else ""), **SECURITY_HEADERS}
+
     @app.after_request
     def security_headers(response):
-        for name, value in SECURITY_HEADERS.items():
+        for name, value in headers.items():
             response.headers.setdefault(name, value)
         return response

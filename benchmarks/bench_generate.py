@@ -30,7 +30,7 @@ from common import (  # noqa: E402
     print_rows,
     summary,
 )
-from server import Gunicorn, memory_row  # noqa: E402
+from server import GUNICORN_SETUP, Gunicorn, memory_row  # noqa: E402
 
 SEQUENTIAL = 200
 CLIENTS = 8
@@ -196,7 +196,7 @@ def run(server=None, chosen: Provider | None = None) -> list[dict]:
 
 def main() -> None:
     print(f"machine: {machine()}")
-    print(f"parameters: gunicorn -k gthread --threads 8 -w 2 on loopback, 100,000 records in "
+    print(f"parameters: {GUNICORN_SETUP} on loopback, 100,000 records in "
           f"the database; {SEQUENTIAL} sequential 1024x1024 generations on one keep-alive "
           f"connection, then {CONCURRENT} from {CLIENTS} concurrent clients; seed {SEED}")
     print()

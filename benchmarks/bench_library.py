@@ -22,7 +22,7 @@ from common import (  # noqa: E402
     print_rows,
     summary,
 )
-from server import Gunicorn, memory_row  # noqa: E402
+from server import GUNICORN_SETUP, Gunicorn, memory_row  # noqa: E402
 
 N = 200  # requests per measured case
 DEEP_PAGES = 1000
@@ -116,7 +116,7 @@ def run(server=None) -> list[dict]:
 
 def main() -> None:
     print(f"machine: {machine()}")
-    print(f"parameters: {LIBRARY_SIZE:,} records; gunicorn -k gthread --threads 8 -w 2 on "
+    print(f"parameters: {LIBRARY_SIZE:,} records; {GUNICORN_SETUP} on "
           f"loopback; {N} sequential requests per case on one keep-alive connection; "
           f"deep page follows Link rel=next {DEEP_PAGES} times; searches {SEARCHES}")
     print()

@@ -50,10 +50,16 @@ def print_rows(rows: list[dict]) -> None:
         print(table_line(row))
 
 
+def verdict(row: dict, missed: str = "NO") -> str:
+    """Whether a row met its target; a row with `ok` None is a reference, with no target."""
+    if row["ok"] is None:
+        return "reference"
+    return "yes" if row["ok"] else missed
+
+
 def table_line(row: dict) -> str:
     cells = [row["what"], row.get("median_ms", ""), row.get("min_ms", ""), row.get("p95_ms", ""),
-             row.get("other", ""), row["target"],
-             "yes" if row["ok"] else "NO"]
+             row.get("other", ""), row["target"], verdict(row)]
     return "| " + " | ".join(str(cell) for cell in cells) + " |"
 
 

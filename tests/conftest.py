@@ -6,12 +6,23 @@ import os
 import shutil
 import threading
 
-# Settings come from the tests alone, never from a developer's .env or shell.
-for _name in ("SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "STABILITY_API_KEY",
-              "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
-              "REPLICATE_MODEL", "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "CORS_ORIGINS",
-              "RATE_LIMIT_STORAGE_URI", "OPENAI_API_KEY"):
+# Settings come from the tests alone, never from a developer's .env or shell: every setting the
+# app reads is set (blank), and python-dotenv leaves variables that are already set alone.
+APP_SETTINGS = (
+    "SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "STABILITY_API_KEY",
+    "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
+    "REPLICATE_MODEL", "REPLICATE_MODELS", "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_MODEL",
+    "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "RATE_LIMIT_STORAGE_URI", "CORS_ORIGINS",
+    "PROXY_COUNT", "MAX_CONTENT_LENGTH", "S3_BUCKET", "S3_ENDPOINT_URL", "S3_REGION", "S3_PREFIX",
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "IMAGES_BASE_URL", "DAILY_BUDGET",
+    "TOKEN_BUDGETS", "PRICES",
+)
+for _name in APP_SETTINGS:
     os.environ[_name] = ""
+# Nor from the AWS credentials that boto3 would find by itself.
+os.environ["AWS_SESSION_TOKEN"] = ""
+os.environ.pop("AWS_PROFILE", None)
+os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 import pytest  # noqa: E402
 from werkzeug.serving import make_server  # noqa: E402
@@ -156,6 +167,21 @@ def screenshot(page, name: str) -> None:
 
 
 @pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """SeaweedFS serving S3 on 127.0.0.1 for the whole session (skipped where weed is missing)."""
+    from tests.s3server import SeaweedS3, weed_binary
+
+    with SeaweedS3(weed_binary(), tmp_path_factory.mktemp("seaweedfs")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server):
+    """A fresh, empty bucket on the session's S3 server."""
+    return s3_server.new_bucket()
+
+
+@pytest.fixture(scope="session")
 def fake_stability_server():
     from tests.fakes import FakeStability
 
@@ -169,6 +195,21 @@ def fake_replicate_server():
 
     with FakeReplicate() as fake:
         yield fake
+
+
+@pytest.fixture(scope="session")
+def fake_openai_server():
+    from tests.fakes import FakeOpenAI
+
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_openai(fake_openai_server):
+    """The fake OpenAI Images API, with its log of requests emptied for this test."""
+    fake_openai_server.reset()
+    return fake_openai_server
 
 
 @pytest.fixture

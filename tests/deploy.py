@@ -12,6 +12,7 @@ import http.client
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -22,19 +23,16 @@ from pathlib import Path
 
 import requests
 
+from tests.conftest import APP_SETTINGS as SETTINGS_OF_THE_APP
 from tests.realparts import SBIN, required_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
 
-# The settings a developer's shell or .env might hold; a deployment under test sets its own.
-APP_SETTINGS = (
-    "SECRET_KEY", "DATABASE_URL", "IMAGES_DIR", "DEFAULT_PROVIDER", "STABILITY_API_KEY",
-    "STABILITY_BASE_URL", "STABILITY_MODEL", "REPLICATE_API_TOKEN", "REPLICATE_BASE_URL",
-    "REPLICATE_MODEL", "GENERATION_TIMEOUT", "API_TOKENS", "RATE_LIMIT", "RATE_LIMIT_STORAGE_URI",
-    "CORS_ORIGINS", "PROXY_COUNT", "MAX_CONTENT_LENGTH", "OPENAI_API_KEY", "WEB_CONCURRENCY",
-    "GUNICORN_THREADS", "GUNICORN_BIND", "BIND", "GUNICORN_CMD_ARGS",
-)
+# The settings a developer's shell or .env might hold (the app's, and gunicorn's own); a
+# deployment under test sets its own.
+APP_SETTINGS = (*SETTINGS_OF_THE_APP, "WEB_CONCURRENCY", "GUNICORN_THREADS", "GUNICORN_BIND",
+                "BIND", "GUNICORN_CMD_ARGS", "GUNICORN_LOG_LEVEL")
 
 
 def nginx_binary() -> str:
@@ -62,10 +60,32 @@ def wait_for_port(port: int, timeout: float = 15, process: subprocess.Popen | No
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
 
 
-class Site:
-    """The app's settings for one deployment: its own database, images and counters."""
+# What a copy of the project leaves out: what is not code, and what a checkout makes at run time.
+NOT_COPIED = {".git", ".venv", "instance", ".env", "__pycache__", ".pytest_cache", ".ruff_cache",
+              "test-artifacts", ".data", "tests", "docs"}
 
-    def __init__(self, folder: Path, **settings: str):
+
+def _not_copied(directory: str, names: list[str]) -> set[str]:
+    if Path(directory) == ROOT / "static" / "images":
+        return {name for name in names if name != ".gitkeep"}  # a developer's own images
+    return NOT_COPIED & set(names)
+
+
+def project_copy(folder: Path) -> Path:
+    """The project's code in another folder, with an instance folder of its own."""
+    target = Path(folder) / "project"
+    shutil.copytree(ROOT, target, ignore=_not_copied)
+    return target
+
+
+class Site:
+    """The app's settings for one deployment: its own database, images and counters.
+
+    `root` is the project folder it runs from (this checkout, or a `project_copy`).
+    """
+
+    def __init__(self, folder: Path, root: Path = ROOT, **settings: str):
+        self.root = Path(root)
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.images_dir = self.folder / "images"
@@ -85,7 +105,7 @@ class Site:
     def flask(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         """`flask --app wsgi ARGS` as an operator runs it, with this deployment's settings."""
         result = subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=ROOT, env=self.env,
+            [sys.executable, "-m", "flask", "--app", "wsgi", *args], cwd=self.root, env=self.env,
             capture_output=True, text=True, timeout=120,
         )
         if check and result.returncode != 0:
@@ -112,7 +132,7 @@ class Gunicorn:
     def start(self, timeout: float = 30) -> Gunicorn:
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")],
+                [sys.executable, "-m", "gunicorn", "-c", str(self.site.root / "gunicorn.conf.py")],
                 cwd=self.site.folder, env=self.env, stdout=log, stderr=subprocess.STDOUT,
             )
         try:
@@ -210,9 +230,9 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 def render_site(text: str, replacements: dict[str, str]) -> str:
-    """deploy/nginx.conf with its documented example values replaced (each must be there)."""
+    """A deploy/nginx*.conf with its documented example values replaced (each must be there)."""
     for old, new in replacements.items():
-        assert old in text, f"deploy/nginx.conf no longer contains {old!r}"
+        assert old in text, f"the nginx site no longer contains {old!r}"
         text = text.replace(old, new)
     return text
 
@@ -220,7 +240,8 @@ def render_site(text: str, replacements: dict[str, str]) -> str:
 class Nginx:
     """nginx in the foreground with a copy of deploy/nginx.conf, included as sites-enabled is."""
 
-    def __init__(self, folder: Path, upstream: str, images_dir: Path):
+    def __init__(self, folder: Path, upstream: str, images_dir: Path,
+                 sites: dict[str, str] | None = None):
         self.binary = nginx_binary()
         self.folder = Path(folder)
         self.http_port, self.https_port = free_port(), free_port()
@@ -237,6 +258,8 @@ class Nginx:
         })
         (self.folder / "sites-enabled").mkdir(parents=True, exist_ok=True)
         (self.folder / "sites-enabled" / "imagegen").write_text(site)
+        for name, text in (sites or {}).items():  # more files beside it (deploy/nginx-s3.conf)
+            (self.folder / "sites-enabled" / name).write_text(text)
         self.access_log = self.folder / "access.log"
         self.error_log = self.folder / "error.log"
         temp = "\n".join(f"    {name}_temp_path {self.folder / 'temp' / name};"

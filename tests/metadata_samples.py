@@ -7,8 +7,8 @@
   extra_pnginfo key ("workflow").
 - InvokeAI (image_files_disk.py): PngInfo.add_text("invokeai_metadata", json.dumps(metadata)).
 - Fooocus (modules/private_logger.py): "parameters" = json.dumps(metadata) and "fooocus_scheme".
-- This app: `parameters` (A1111 text) and `imagegen` (JSON: provider, model, seed, options,
-  requested).
+
+This app's own `imagegen` chunk is tested on images it generated, not on a copy built here.
 """
 
 from __future__ import annotations
@@ -107,24 +107,10 @@ def invokeai_png() -> bytes:
     return png_with_text({"invokeai_metadata": json.dumps(INVOKE_4)})
 
 
-IMAGEGEN = {"provider": "stability", "model": "sd3.5-large", "seed": 77,
-            "options": {"style_preset": "photographic"},
-            "requested": {"width": 1024, "height": 1024, "steps": 30, "cfg_scale": 5.0,
-                          "seed": 0}}
-
-
-def imagegen_png() -> bytes:
-    text = ("a tidy desk, morning light\nNegative prompt: clutter\n"
-            "Steps: 30, CFG scale: 5, Seed: 77, Size: 8x8, Model: sd3.5-large, "
-            "Style preset: photographic")
-    return png_with_text({"parameters": text, "imagegen": json.dumps(IMAGEGEN)})
-
-
 SAMPLE_FILES = {
     "a1111.webp": a1111_webp,
     "comfyui_custom_advanced.png": comfyui_png,
     "invokeai4.png": invokeai_png,
-    "imagegen.png": imagegen_png,
 }
 
 

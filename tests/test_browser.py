@@ -6,6 +6,7 @@ would show up here as a console error.
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -100,22 +101,29 @@ def test_slow_generation_shows_a_spinner_and_cannot_be_sent_twice(make_app, page
     with LiveServer(app) as server:
         page.goto(server.url + "/")
         page.select_option("#provider", "stability")
-        page.fill("#prompt", "a slow red fox [fault:slow=2]")
+        page.fill("#prompt", "a slow red fox [fault:hold]")  # answered once released
         # Observed from inside the page: Playwright's own calls would wait for the navigation.
         state = page.evaluate("""() => new Promise((resolve) => {
             const button = document.getElementById("generate-button");
             button.click();
             const at_once = {spinner: !!button.querySelector(".spinner"),
-                             disabled: button.disabled, busy: button.getAttribute("aria-busy")};
+                             disabled: button.disabled, busy: button.getAttribute("aria-busy"),
+                             elapsed: button.querySelector(".elapsed").textContent};
             document.getElementById("generate-form").requestSubmit();  // a second try
-            setTimeout(() => resolve({...at_once,
-                elapsed: button.querySelector(".elapsed").textContent,
-                status: document.getElementById("generate-status").textContent}), 1300);
+            const counted = setInterval(() => {  // until the counter has moved on, however late
+                const elapsed = button.querySelector(".elapsed").textContent;
+                if (elapsed === at_once.elapsed) return;
+                clearInterval(counted);
+                resolve({...at_once, later: elapsed, disabled_later: button.disabled,
+                         status: document.getElementById("generate-status").textContent});
+            }, 50);
         })""")
         assert state["spinner"] and state["disabled"] and state["busy"] == "true"
-        assert state["elapsed"] == "1 s"
-        assert "Generating" in state["status"]
-        page.wait_for_url(re.compile(r"/images/\d+$"), timeout=15000)
+        assert state["elapsed"] == "0 s" and re.fullmatch(r"[1-9]\d* s", state["later"])
+        assert state["disabled_later"] and "Generating" in state["status"]
+        fake_stability.release()
+        page.wait_for_url(re.compile(r"/images/\d+$"), timeout=60000)
+    assert len([r for r in fake_stability.requests if r.method == "POST"]) == 1
     assert len(posts) == 1
 
 
@@ -171,6 +179,17 @@ def test_use_these_settings_and_same_seed_prefill_the_form(app, live_server, pag
     page.click("text=Same seed, new prompt")
     page.wait_for_url(re.compile(r"keep=seed"))
     assert page.input_value("#prompt") == "" and page.input_value("#seed") == "31337"
+
+
+def test_download_button_saves_the_image_file(app, live_server, page):
+    record = api_generate(app.test_client(), "a lighthouse to keep", seed=4242)
+    page.goto(f"{live_server.url}/images/{record['id']}")
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Download").click()
+    download = download_info.value
+    assert download.suggested_filename == record["filename"]
+    stored = Path(app.config["IMAGES_DIR"]) / record["filename"]
+    assert Path(download.path()).read_bytes() == stored.read_bytes()
 
 
 def test_copy_buttons_and_delete_with_confirmation(app, live_server, page):
@@ -262,3 +281,32 @@ def test_docs_work_offline_and_try_it_out_generates(live_server, page):
         for url in requests), [u for u in requests if not u.startswith(live_server.url)]
     assert any(url.endswith("/api/generate") for url in requests)
     assert problems == []
+
+
+def test_the_form_shows_the_chosen_models_options_and_makes_a_batch(make_app, fake_stability,
+                                                                   page):
+    app = make_app(STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url)
+    with LiveServer(app) as server:
+        problems = watch(page)
+        page.goto(server.url + "/")
+        page.select_option("#provider", "stability")
+        page.select_option("#model", "core")
+        core = page.locator('[data-options-for="stability|core"]')
+        assert core.is_visible()
+        assert not page.locator('[data-options-for="stability|sd3.5-large"]').is_visible()
+        formats = core.locator("select[name$='|output_format'] option").all_inner_texts()
+        assert "webp" in formats
+        page.select_option("#provider", "offline")
+        assert not core.is_visible() and page.locator("#no-options").is_visible()
+        assert core.locator("select").first.is_disabled()  # hidden fields are not sent
+        page.fill("#prompt", "three paper boats")
+        page.fill("#width", "512")
+        page.fill("#height", "512")
+        page.fill("#count", "3")
+        page.click("#generate-button")
+        page.wait_for_url(re.compile(r"/batches/[0-9a-f]{32}$"))
+        assert page.locator(".batch .grid li").count() == 3
+        page.click("#batch-settings")
+        page.wait_for_url(re.compile(r"/\?batch="))
+        assert page.input_value("#count") == "3"
+        assert problems == []

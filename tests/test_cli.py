@@ -21,6 +21,13 @@ def test_generate_prints_the_record(runner, images_dir):
     assert (images_dir / record["filename"]).exists()
 
 
+def test_generate_one_image_shows_no_progress_bar(runner):
+    result = generate(runner, "--count", "1")
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1 and json.loads(result.stdout)["seed"]
+    assert result.stderr == ""
+
+
 def test_generate_count_prints_each_record_and_a_progress_bar(runner):
     result = generate(runner, "--count", "3", "--seed", "10")
     assert result.exit_code == 0, result.output

@@ -4,16 +4,28 @@
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import re
 import runpy
+import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import files_in
-from tests.deploy import NGINX_SITE, ROOT, Gunicorn, Nginx, Site, error_shape
+from tests.deploy import (
+    NGINX_SITE,
+    ROOT,
+    Gunicorn,
+    Nginx,
+    Site,
+    error_shape,
+    pid_connected_to,
+    project_copy,
+)
 
 GENERATION_TIMEOUT = 60
 
@@ -172,18 +184,112 @@ def test_paths_out_of_the_static_folders_are_not_found(nginx, path):
     assert b"load_dotenv" not in body and b"create_app" not in body
 
 
+def test_default_rate_limit_store_is_one_sqlite_file_shared_by_the_workers(tmp_path):
+    """RATE_LIMIT_STORAGE_URI unset: the counters live in instance/ratelimit.db, and two gunicorn
+    workers count together (each worker counting alone would let twice the limit through)."""
+    project = project_copy(tmp_path)  # its own instance folder, not this checkout's
+    site = Site(tmp_path / "site", root=project, RATE_LIMIT="4 per minute",
+                RATE_LIMIT_STORAGE_URI="")
+    site.migrate()
+    # A long keep-alive, so that the two connections stay with their workers on a slow machine.
+    with Gunicorn(site, workers=2, threads=2, GUNICORN_CMD_ARGS="--keep-alive 120") as gunicorn:
+        first, second = connections_to_two_workers(gunicorn)
+        # Four requests, two through each worker: each worker alone has counted two.
+        statuses = [post_empty(connection) for connection in (first, second, first, second)]
+        assert statuses == [422] * 4  # a bad body still counts as a generation request
+        fifth, body = post_empty(first, with_body=True)
+        assert fifth == 429 and error_shape(body)["error"] == "rate_limited"
+        for connection in (first, second):
+            connection.close()
+    counters = project / "instance" / "ratelimit.db"
+    assert counters.is_file()
+    with sqlite3.connect(counters) as db:
+        assert db.execute("SELECT max(count) FROM counters").fetchone()[0] >= 5
+
+
+def connections_to_two_workers(gunicorn: Gunicorn) -> tuple:
+    """Two keep-alive connections, each held by a different worker."""
+    workers = gunicorn.worker_pids()
+    held: dict[int, http.client.HTTPConnection] = {}
+    for _ in range(60):
+        connection = http.client.HTTPConnection("127.0.0.1", gunicorn.port, timeout=30)
+        connection.request("GET", "/health")
+        assert connection.getresponse().read() and connection.sock is not None
+        pid = pid_connected_to(workers, connection.sock.getsockname()[1])
+        if pid is not None and pid not in held:
+            held[pid] = connection
+            if len(held) == 2:
+                return tuple(held.values())
+        else:
+            connection.close()
+    raise AssertionError(f"no connection reached the second worker: {list(held)}")
+
+
+def post_empty(connection: http.client.HTTPConnection, with_body: bool = False):
+    connection.request("POST", "/api/generate", body=b"{}",
+                       headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    body = response.read()
+    return (response.status, body) if with_body else response.status
+
+
+def test_keys_and_tokens_never_reach_the_logs(tmp_path, fake_stability, fake_replicate):
+    """gunicorn's log (access log and the app's own lines) and nginx's, after requests that
+    carry a token and provider errors that quote the key back."""
+    tokens = ("log-test-token-a1b2c3d4", "log-test-token-e5f6a7b8")
+    site = Site(tmp_path, API_TOKENS=",".join(tokens),
+                STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url,
+                REPLICATE_API_TOKEN=fake_replicate.api_token,
+                REPLICATE_BASE_URL=fake_replicate.url)
+    site.migrate()
+    with Gunicorn(site, workers=1, threads=4) as gunicorn, Nginx(
+            tmp_path / "nginx", gunicorn.url.split("//")[1], site.images_dir) as nginx:
+        with nginx.session() as session:
+            for index, token in enumerate(tokens):
+                session.headers["Authorization"] = f"Bearer {token}"
+                calls = [("offline", "a harbour", 201),
+                         ("stability", "a harbour [fault:echo-auth]", 502),
+                         ("replicate", "a harbour [fault:echo-auth]", 502)]
+                for provider, prompt, status in calls:
+                    response = session.post(f"{nginx.url}/api/generate", timeout=60, json={
+                        "prompt": prompt, "provider": provider, "width": 512, "height": 512,
+                        "seed": index + 1})
+                    assert response.status_code == status, response.text
+                assert session.get(f"{nginx.url}/api/images", timeout=10).status_code == 200
+            del session.headers["Authorization"]
+            assert session.get(f"{nginx.url}/api/images", timeout=10).status_code == 401
+    logs = {"gunicorn": gunicorn.log(), "nginx access": nginx.access_log.read_text(),
+            "nginx error": nginx.error_log.read_text()}
+    # The logs hold what happened, so a secret would have been there to find.
+    assert len(re.findall(r'"POST /api/generate HTTP/1\.[01]" 502', logs["gunicorn"])) == 4
+    assert "Stability AI answered HTTP 400: authorization: unexpected value" in logs["gunicorn"]
+    assert logs["nginx access"].count("POST /api/generate") == 6
+    secrets = {"STABILITY_API_KEY": fake_stability.api_key,
+               "REPLICATE_API_TOKEN": fake_replicate.api_token,
+               **{f"API_TOKENS[{i}]": token for i, token in enumerate(tokens)}}
+    for log_name, text in logs.items():
+        for secret_name, secret in secrets.items():
+            assert secret not in text, f"{secret_name} is in the {log_name} log"
+
+
 def test_generation_routes_rate_limited_by_nginx(site, gunicorn, nginx):
     """Runs last: it uses up the burst (from its own client address, 127.0.0.2)."""
     source = "127.0.0.2"
     statuses = []
-    for _ in range(60):
+    started = time.monotonic()
+    for _ in range(500):
         status, headers, body = nginx.raw("POST", "/api/generate", body=b"{}", source=source,
                                           headers={"Content-Type": "application/json"})
         statuses.append(status)
         if status == 429:
             break
+    elapsed = time.monotonic() - started
     assert statuses[0] == 422 and statuses[-1] == 429, statuses
-    assert 15 <= len(statuses) <= 40
+    # 1 r/s with a burst of 20: the first 21 pass at once, then one more for each second the
+    # requests took, however slow the machine is.
+    passed = len(statuses) - 1
+    assert set(statuses[:-1]) == {422}
+    assert 21 <= passed <= 21 + math.ceil(elapsed), (passed, elapsed)
     assert headers["content-type"] == "application/json"
     assert int(headers["retry-after"]) >= 1
     assert error_shape(body)["error"] == "rate_limited"
@@ -197,3 +303,4 @@ def test_generation_routes_rate_limited_by_nginx(site, gunicorn, nginx):
                      headers={"Content-Type": "application/json"})[0] == 422
     assert files_in(site.images_dir)  # the earlier generations are all still there
     assert Path(site.database).exists()
+

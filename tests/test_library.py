@@ -10,6 +10,7 @@ import json
 import re
 import zipfile
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -300,12 +301,25 @@ def test_import_a1111_png_as_is(client, images_dir):
 
 @pytest.mark.parametrize("name, source", [("a1111.webp", "a1111"),
                                           ("comfyui_custom_advanced.png", "comfyui"),
-                                          ("invokeai4.png", "invokeai"),
-                                          ("imagegen.png", "imagegen")])
+                                          ("invokeai4.png", "invokeai")])
 def test_import_each_format(client, name, source):
     record = upload(client, samples.sample(name), name).get_json()
     assert record["source"] == source and record["prompt"]
     assert record["format"] == ("webp" if name.endswith(".webp") else "png")
+
+
+def test_import_an_image_this_app_generated_elsewhere(make_app):
+    source, target = make_app(), make_app().test_client()
+    made = generate(source.test_client(), "a quiet harbour", seed=4242, steps=12,
+                    negative_prompt="people")
+    data = (Path(source.config["IMAGES_DIR"]) / made["filename"]).read_bytes()
+    response = upload(target, data, made["filename"])
+    assert response.status_code == 201
+    record = response.get_json()
+    assert (record["provider"], record["source"]) == ("imported", "imagegen")
+    assert (record["prompt"], record["negative_prompt"]) == ("a quiet harbour", "people")
+    assert (record["seed"], record["steps"], record["model"]) == (4242, 12, made["model"])
+    assert record["sha256"] == made["sha256"]
 
 
 def test_import_without_metadata(client):
@@ -356,9 +370,13 @@ def test_png_info_of_a_generated_image(client, images_dir):
     record = generate(client, "a quiet harbour", seed=4242, negative_prompt="people")
     body = upload(client, (images_dir / record["filename"]).read_bytes(),
                   route="/api/png-info").get_json()
+    assert body["format"] == "imagegen" and "warnings" not in body
     assert body["parameters"]["prompt"] == "a quiet harbour"
     assert body["parameters"]["negative_prompt"] == "people"
     assert body["parameters"]["seed"] == 4242
+    assert (body["parameters"]["provider"], body["parameters"]["model"]) == \
+        ("offline", record["model"])
+    assert body["parameters"]["requested"] == record["requested"]
 
 
 @pytest.mark.parametrize("kwargs", [

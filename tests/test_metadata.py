@@ -122,13 +122,34 @@ def test_invokeai_4_model_object():
     assert found.parameters["prompt"] == "a <b>bold</b> fox in a meadow"  # kept as text
 
 
-def test_this_apps_own_chunk():
-    found = read_bytes(samples.sample("imagegen.png"))
-    assert found.format == "imagegen"
+def test_this_apps_own_chunk_from_a_generation(make_app, fake_stability):
+    """A file this app wrote reads back as it was asked for, options included."""
+    app = make_app(STABILITY_API_KEY=fake_stability.api_key, STABILITY_BASE_URL=fake_stability.url)
+    response = app.test_client().post("/api/generate", json={
+        "prompt": "a tidy desk, morning light", "negative_prompt": "clutter",
+        "provider": "stability", "model": "sd3.5-large", "seed": 77, "cfg_scale": 5,
+        "options": {"style_preset": "photographic"}})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    record = response.get_json()
+    found = read_bytes((Path(app.config["IMAGES_DIR"]) / record["filename"]).read_bytes())
+    assert found.format == "imagegen" and not found.warnings
     p = found.parameters
     assert (p["provider"], p["model"], p["seed"]) == ("stability", "sd3.5-large", 77)
     assert p["prompt"] == "a tidy desk, morning light" and p["negative_prompt"] == "clutter"
     assert p["options"] == {"style_preset": "photographic"}
+    assert (p["width"], p["height"], p["cfg_scale"]) == (record["width"], record["height"], 5.0)
+    assert p["requested"]["seed"] == 77 and "prompt" not in p["requested"]
+
+
+def test_this_apps_chunk_of_a_model_without_seed(make_app, fake_openai):
+    app = make_app(OPENAI_API_KEY=fake_openai.api_key, OPENAI_BASE_URL=fake_openai.url + "/v1")
+    response = app.test_client().post("/api/generate", json={
+        "prompt": "a paper crane", "provider": "openai", "width": 1024, "height": 1024})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    record = response.get_json()
+    found = read_bytes((Path(app.config["IMAGES_DIR"]) / record["filename"]).read_bytes())
+    assert found.format == "imagegen" and found.parameters["provider"] == "openai"
+    assert "seed" not in found.parameters and found.parameters["prompt"] == "a paper crane"
 
 
 def test_fooocus_in_a1111_scheme():

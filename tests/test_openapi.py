@@ -1,4 +1,4 @@
-"""The OpenAPI document: valid, complete, and generated from the parameter rules."""
+"""The OpenAPI document: valid, complete, and stating the contract's rules."""
 
 import re
 
@@ -6,7 +6,6 @@ import pytest
 from openapi_spec_validator import validate
 
 from app.api.errors import CODES
-from app.params import PARAMS
 
 
 @pytest.fixture
@@ -18,7 +17,7 @@ def document(client):
 
 ROUTES = {
     "/api/generate": {"post": {"201", "400", "401", "402", "404", "413", "415", "422", "429",
-                               "502", "504"}},
+                               "502", "503", "504"}},
     "/api/images": {"get": {"200", "401", "422"}},
     "/api/images/{image_id}": {"get": {"200", "401", "404"}, "delete": {"204", "401", "404"}},
     "/api/providers": {"get": {"200", "401"}},
@@ -56,13 +55,35 @@ def test_every_flask_route_is_documented(app, document):
     assert api_routes == documented
 
 
-def test_parameter_schemas_are_the_rules_themselves(document):
+# The request fields of POST /api/generate as the contract's table states them.
+CONTRACT_FIELDS = {
+    "prompt": {"type": "string", "minLength": 1, "maxLength": 2000},
+    "negative_prompt": {"type": "string", "maxLength": 1000, "default": ""},
+    "provider": {"type": "string"},
+    "model": {"type": "string"},
+    "width": {"type": "integer", "minimum": 512, "maximum": 2048, "multipleOf": 64,
+              "default": 1024},
+    "height": {"type": "integer", "minimum": 512, "maximum": 2048, "multipleOf": 64,
+               "default": 1024},
+    "steps": {"type": "integer", "minimum": 10, "maximum": 50, "default": 30},
+    "cfg_scale": {"type": "number", "minimum": 1, "maximum": 20, "default": 7.0},
+    "seed": {"type": "integer", "minimum": 0, "maximum": 4294967294, "default": 0},
+}
+LATER_FIELDS = {"count", "options"}  # the contract's newer fields, checked where they are built
+PROVIDERS = {"stability", "replicate", "openai", "offline"}
+
+
+def test_request_schema_states_the_contract_rules(document):
     schema = document["components"]["schemas"]["GenerateRequest"]
-    assert schema["additionalProperties"] is False
+    assert schema["type"] == "object" and schema["additionalProperties"] is False
     assert schema["required"] == ["prompt"]
-    assert list(schema["properties"]) == [param.name for param in PARAMS]
-    for param in PARAMS:
-        assert schema["properties"][param.name] == param.json_schema()
+    properties = schema["properties"]
+    assert set(CONTRACT_FIELDS) <= set(properties) <= set(CONTRACT_FIELDS) | LATER_FIELDS
+    for name, rules in CONTRACT_FIELDS.items():
+        stated = {key: properties[name].get(key) for key in rules}
+        assert stated == rules, name
+        assert properties[name]["description"], name
+    assert {"stability", "replicate", "offline"} <= set(properties["provider"]["enum"]) <= PROVIDERS
 
 
 def test_generate_errors_carry_the_contract_codes(document):
@@ -71,7 +92,7 @@ def test_generate_errors_carry_the_contract_codes(document):
                 "402": {"credits_exhausted"}, "404": {"not_found"},
                 "413": {"payload_too_large"}, "415": {"unsupported_media_type"},
                 "422": {"validation_error", "content_moderation"}, "429": {"rate_limited"},
-                "502": {"upstream_error"}, "504": {"upstream_timeout"}}
+                "502": {"upstream_error"}, "503": {"storage_error"}, "504": {"upstream_timeout"}}
     for status, codes in expected.items():
         examples = responses[status]["content"]["application/json"]["examples"]
         assert {example["value"]["error"] for example in examples.values()} == codes, status
@@ -86,7 +107,8 @@ def test_generate_errors_carry_the_contract_codes(document):
 def test_listing_documents_its_query_and_headers(document):
     listing = document["paths"]["/api/images"]["get"]
     assert [p["name"] for p in listing["parameters"]] == [
-        "limit", "before", "q", "provider", "model", "favorite", "collection", "since", "until"]
+        "limit", "before", "q", "provider", "model", "favorite", "collection", "since", "until",
+        "batch"]
     assert {"Link", "X-Total-Count"} <= set(listing["responses"]["200"]["headers"])
 
 
@@ -113,3 +135,16 @@ def test_docs_page_uses_only_local_assets(client):
         assert asset.status_code == 200 and asset.mimetype in ("text/javascript",
                                                                "application/javascript")
     assert client.get("/docs/assets/../../app/__init__.py").status_code == 404
+
+
+def test_records_and_batches_match_their_schemas(client, document):
+    schemas = document["components"]["schemas"]
+    batch = client.post("/api/generate", json={"prompt": "a", "count": 2, "width": 512,
+                                               "height": 512}).get_json()
+    assert set(batch) == set(schemas["Batch"]["required"])
+    for record in batch["images"]:
+        assert set(schemas["Image"]["required"]) <= set(record) <= set(
+            schemas["Image"]["properties"])
+    assert "seed" in schemas["Image"]["properties"]["ignored"]["items"]["enum"]
+    assert "null" in schemas["Image"]["properties"]["seed"]["type"]
+    assert {"options", "available"} <= set(schemas["Model"]["properties"])

@@ -39,7 +39,18 @@ def test_prompt_is_stripped_and_empty_provider_means_default():
         ({"prompt": "a", "cfg_scale": float("nan")}, "cfg_scale", "finite_number"),
         ({"prompt": "a", "seed": -1}, "seed", "greater_than_equal"),
         ({"prompt": "a", "seed": 4294967295}, "seed", "less_than_equal"),
-        ({"prompt": "a", "provider": "openai"}, "provider", "literal_error"),
+        ({"prompt": "a", "provider": "dall-e"}, "provider", "literal_error"),
+        ({"prompt": "a", "height": None}, "height", "int_type"),
+        ({"prompt": "a", "negative_prompt": None}, "negative_prompt", "string_type"),
+        ({"prompt": None}, "prompt", "string_type"),
+        ({"prompt": "a", "provider": None}, "provider", "string_type"),
+        ({"prompt": "a", "seed": None}, "seed", "int_type"),
+        ({"prompt": "a", "count": None}, "count", "int_type"),
+        ({"prompt": "a", "count": 0}, "count", "greater_than_equal"),
+        ({"prompt": "a", "count": 9}, "count", "less_than_equal"),
+        ({"prompt": "a", "options": None}, "options", "dict_type"),
+        ({"prompt": "a", "options": ["style_preset"]}, "options", "dict_type"),
+        ({"prompt": "a", "seed": 4294967294, "count": 2}, "seed", "less_than_equal"),
         ({"prompt": "a", "colour": "red"}, "colour", "extra_forbidden"),
     ],
 )
@@ -81,4 +92,7 @@ def test_json_schema_carries_the_same_rules():
     assert schemas["width"] == {**schemas["width"], "type": "integer", "minimum": 512,
                                 "maximum": 2048, "multipleOf": 64, "default": 1024}
     assert schemas["prompt"]["minLength"] == 1 and "default" not in schemas["prompt"]
-    assert schemas["provider"]["enum"] == ["stability", "replicate", "offline"]
+    assert schemas["provider"]["enum"] == ["stability", "replicate", "openai", "offline"]
+    assert schemas["count"] == {**schemas["count"], "type": "integer", "minimum": 1,
+                                "maximum": 8, "default": 1}
+    assert schemas["options"]["type"] == "object"

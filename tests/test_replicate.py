@@ -5,6 +5,8 @@ import json
 import logging
 import re
 import socket
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,10 @@ from PIL import Image as PILImage
 
 from app.providers.base import UpstreamError
 from app.providers.replicate import (
+    FLUX_DEV,
+    FLUX_PRO,
     FLUX_SCHNELL,
+    SD35_LARGE,
     SDXL,
     ReplicateProvider,
     aspect_ratio,
@@ -20,7 +25,7 @@ from app.providers.replicate import (
     output_url_allowed,
 )
 from tests.conftest import files_in
-from tests.fakes.replicate import SDXL_VERSION
+from tests.fakes.replicate import SDXL_VERSION, FakeReplicate
 
 SDXL_INPUTS = {"prompt", "negative_prompt", "width", "height", "num_inference_steps",
                "guidance_scale", "seed"}
@@ -112,7 +117,8 @@ def test_custom_model_from_config_is_the_default_and_gets_sdxl_inputs(make_app, 
     client = app.test_client()
     [listed] = [p for p in client.get("/api/providers").get_json() if p["name"] == "replicate"]
     assert listed["default_model"] == "stability-ai/sdxl"
-    assert [m["name"] for m in listed["models"]] == ["stability-ai/sdxl", SDXL, FLUX_SCHNELL]
+    assert [m["name"] for m in listed["models"]] == ["stability-ai/sdxl", SDXL, FLUX_SCHNELL,
+                                                     FLUX_DEV, FLUX_PRO, SD35_LARGE]
     response = generate(client, seed=5)
     assert response.status_code == 201, response.get_json()
     record = response.get_json()
@@ -160,24 +166,61 @@ def test_providers_explain_each_model(client, fake_replicate):
     assert fake_replicate.api_token not in body
     [listed] = [p for p in json.loads(body) if p["name"] == "replicate"]
     assert listed["configured"] is True and listed["default_model"] == SDXL
-    sdxl, flux = listed["models"]
+    sdxl, flux = listed["models"][:2]
     assert sdxl["name"] == SDXL and sdxl["ignores"] == [] and sdxl["notes"]
     assert flux["name"] == FLUX_SCHNELL
     assert flux["ignores"] == ["negative_prompt", "steps", "cfg_scale"]
     assert [1344, 768] in flux["sizes"] and "aspect ratio" in flux["notes"]
 
 
+class SeedIgnoringReplicate(FakeReplicate):
+    """A model that draws its own seed whatever it is sent (and logs the one it used)."""
+
+    def _new_prediction(self, model, given, faults):
+        prediction = super()._new_prediction(model, given, faults)
+        prediction.seed = 4321
+        return prediction
+
+
+@pytest.mark.parametrize("model", [SDXL, FLUX_SCHNELL])
+def test_record_keeps_the_seed_the_model_reported_not_the_one_sent(make_app, model):
+    with SeedIgnoringReplicate() as fake:
+        app = make_app(REPLICATE_API_TOKEN=fake.api_token, REPLICATE_BASE_URL=fake.url)
+        response = generate(app.test_client(), model=model, seed=5)
+        [create] = creates(fake)
+    assert response.status_code == 201, response.get_json()
+    record = response.get_json()
+    assert create.json["input"]["seed"] == 5
+    assert record["seed"] == 4321 and record["requested"]["seed"] == 5
+    path = Path(app.config["IMAGES_DIR"]) / record["filename"]
+    with PILImage.open(path) as image:
+        assert "Seed: 4321" in image.info["parameters"]
+
+
 # --- how a prediction is awaited -------------------------------------------------------------
 
 
 def test_polls_when_the_wait_ends_before_the_prediction(client, fake_replicate):
-    fake_replicate.run_time, fake_replicate.max_wait = 0.8, 0.1
-    response = generate(client)
+    fake_replicate.run_time, fake_replicate.max_wait = 3600, 0.1  # runs until finished below
+    answer = {}
+    request = threading.Thread(target=lambda: answer.update(response=generate(client)))
+    request.start()
+
+    def polls():
+        return [r for r in fake_replicate.requests
+                if r.method == "GET" and r.path.startswith("/v1/predictions/")]
+
+    deadline = time.monotonic() + 60
+    while not polls() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    [prediction_id] = fake_replicate.predictions
+    fake_replicate.finish(prediction_id)  # once the provider is polling, the model finishes
+    request.join(60)
+    response = answer["response"]
     assert response.status_code == 201, response.get_json()
     [create] = creates(fake_replicate)
-    polls = [r for r in fake_replicate.requests
-             if r.method == "GET" and r.path.startswith("/v1/predictions/")]
-    assert polls and all(r.headers["Authorization"].startswith("Bearer ") for r in polls)
+    assert polls() and all(r.headers["Authorization"] == create.headers["Authorization"]
+                           for r in polls())
 
 
 def test_wait_that_comes_back_empty_is_polled(client, fake_replicate):
@@ -269,8 +312,12 @@ def test_token_never_reaches_a_response_or_a_log(client, fake_replicate, caplog)
     text = response.get_data(as_text=True)
     assert "Malformed authorization header" in text
     assert fake_replicate.api_token not in text
+    # The call that was refused is logged (by the HTTP client), so there is a log to look in.
+    assert any("POST" in r.getMessage() and "/v1/predictions" in r.getMessage()
+               and "400" in r.getMessage() for r in caplog.records), caplog.text
     assert fake_replicate.api_token not in caplog.text
-    assert all(fake_replicate.api_token not in r.getMessage() for r in caplog.records)
+    assert all(fake_replicate.api_token not in r.getMessage() + str(r.args)
+               for r in caplog.records)
 
 
 def test_unconfigured_is_400(make_app, fake_replicate):

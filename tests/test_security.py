@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.conftest import files_in
+
 TOKENS = ["first-token-0123456789", "second-token-9876543210"]
 ORIGIN = "https://studio.example.org"
 SMALL = {"prompt": "a small test image", "provider": "offline", "width": 512, "height": 512}
@@ -91,7 +93,7 @@ def form(**fields):
             **fields}
 
 
-def test_form_without_csrf_token_refused_even_with_an_api_token(csrf_app, images_dir):
+def test_form_without_csrf_token_refused_even_with_an_api_token(csrf_app):
     client = csrf_app.test_client()
     for headers in ({}, bearer(TOKENS[0])):
         response = client.post("/", data=form(), headers=headers)
@@ -99,7 +101,9 @@ def test_form_without_csrf_token_refused_even_with_an_api_token(csrf_app, images
         assert "CSRF" in response.get_data(as_text=True)
     response = client.post("/", data=form(csrf_token="forged"), headers=bearer(TOKENS[0]))
     assert response.status_code == 400
-    assert not images_dir.exists() or not list(images_dir.iterdir())
+    assert files_in(csrf_app.config["IMAGES_DIR"]) == []
+    listing = client.get("/api/images", headers=bearer(TOKENS[0]))
+    assert listing.status_code == 200 and listing.headers["X-Total-Count"] == "0"
 
 
 def test_form_with_its_csrf_token_works(csrf_app):

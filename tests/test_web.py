@@ -1,9 +1,11 @@
 """The pages, through the Flask client with CSRF switched on as in production."""
 
+import io
 import json
 import re
 
 import pytest
+from PIL import Image as PILImage
 
 from tests.conftest import files_in
 
@@ -254,3 +256,34 @@ def test_form_page_shows_the_twelve_newest_images_newest_first(client):
     page = client.get("/").get_data(as_text=True)
     shown = [int(n) for n in re.findall(r'alt="study number (\d+)"', page)]
     assert shown == list(range(12, 0, -1))
+
+
+def api_record(client, prompt, **fields):
+    body = {"prompt": prompt, "provider": "offline", "width": 768, "height": 512, **fields}
+    response = client.post("/api/generate", json=body)
+    assert response.status_code == 201, response.get_json()
+    return response.get_json()
+
+
+def test_image_page_download_link_gives_the_stored_file(client, images_dir):
+    record = api_record(client, "a lighthouse to keep")
+    page = client.get(f"/images/{record['id']}").get_data(as_text=True)
+    [href] = re.findall(r'<a class="button" href="([^"]+)" download>Download</a>', page)
+    assert href == record["url"]
+    with client.get(href) as response:
+        assert response.status_code == 200 and response.mimetype == "image/png"
+        assert response.data == (images_dir / record["filename"]).read_bytes()
+
+
+def test_gallery_shows_thumbnails_not_full_images(client):
+    records = [api_record(client, prompt) for prompt in ("a red fox", "a blue whale")]
+    page = client.get("/images").get_data(as_text=True)
+    grid = page.split('<ul class="grid">', 1)[1].split("</ul>", 1)[0]
+    sources = re.findall(r'<img src="([^"]+)"', grid)
+    assert sorted(sources) == sorted(r["thumbnail_url"] for r in records)
+    assert not {r["url"] for r in records} & set(re.findall(r'src="([^"]+)"', page))
+    for record in records:
+        with client.get(record["thumbnail_url"]) as response:
+            assert response.status_code == 200 and response.mimetype == "image/webp"
+            with PILImage.open(io.BytesIO(response.data)) as thumb:
+                assert thumb.size == (384, 256)  # 768x512 brought down to the 384 px box

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..params import PARAMS, PROVIDER_NAMES
 from ..providers.base import TUNABLE, ProviderError
+from ..storage import StorageError
 from .errors import CODES
 
 TITLE = "Imagegen API"
@@ -30,6 +31,8 @@ SITUATIONS = {
     "rate_limited": "Our rate limit or the provider's; wait for Retry-After seconds.",
     "upstream_error": "The provider failed, answered garbage, or rejected our key.",
     "upstream_timeout": "The generation took longer than GENERATION_TIMEOUT.",
+    "storage_error": "The image store (folder or S3 bucket) cannot be reached or refused the "
+                     "write; nothing was kept. Try again later.",
 }
 EXAMPLE_DETAILS = {
     "provider_not_configured": "Provider 'stability' is not configured: set STABILITY_API_KEY.",
@@ -42,8 +45,9 @@ EXAMPLE_DETAILS = {
     "rate_limited": "Too many requests: 30 per 1 minute.",
     "upstream_error": "The provider answered with an unusable image.",
     "upstream_timeout": "The provider did not answer within 120 seconds.",
+    "storage_error": "Image storage refused the write (AccessDenied).",
 }
-GENERATE_STATUSES = (400, 401, 402, 404, 413, 415, 422, 429, 502, 504)
+GENERATE_STATUSES = (400, 401, 402, 404, 413, 415, 422, 429, 502, 503, 504)
 
 
 def provider_codes() -> dict[int, list[str]]:
@@ -69,6 +73,8 @@ def codes_for(status: int, *, generation: bool = False) -> list[str]:
         codes.append(CODES[422])
     if generation:
         codes += [c for c in provider_codes().get(status, []) if c not in codes]
+        if status == StorageError.status:
+            codes.append(StorageError.code)
     if not codes:
         codes.append(CODES[status])
     return codes
@@ -128,28 +134,38 @@ def image_schema() -> dict:
         "properties": {
             "id": integer,
             "filename": {"type": "string", "description": "<YYYYMMDD_HHMMSS>_<id>.<ext>"},
-            "url": {"type": "string", "description": "/static/images/<filename>"},
-            "thumbnail_url": {"type": "string", "description": "/static/images/thumbs/<id>.webp"},
+            "url": {"type": "string",
+                    "description": "/static/images/<filename> on local storage; an absolute "
+                                   "URL (IMAGES_BASE_URL + filename, or presigned) on S3"},
+            "thumbnail_url": {"type": "string",
+                              "description": "/static/images/thumbs/<id>.webp, or absolute as url"},
             "prompt": string,
             "negative_prompt": string,
             "provider": {"type": "string", "enum": [*PROVIDER_NAMES, "imported"]},
             "model": string,
             "seed": {"type": ["integer", "null"], "minimum": 0,
                      "description": "The seed actually used (never 0 for a generation); null "
-                                    "when an imported image does not say."},
+                                    "for a model that takes no seed, or when an imported "
+                                    "image does not say."},
             "width": {"type": "integer", "description": "Of the stored image."},
             "height": {"type": "integer", "description": "Of the stored image."},
             "steps": {"type": ["integer", "null"]},
             "cfg_scale": {"type": ["number", "null"]},
             "requested": {"type": "object", "description": "The parameters as asked.",
                           "properties": tunable},
-            "ignored": {"type": "array", "items": {"type": "string", "enum": list(TUNABLE)},
+            "ignored": {"type": "array",
+                        "items": {"type": "string", "enum": [*TUNABLE, "seed"]},
                         "description": "Parameters the provider could not honour."},
             "content_filtered": {"type": "boolean"},
             "format": {"type": "string", "enum": ["png", "jpg", "webp"]},
             "file_size": {"type": "integer", "description": "Bytes."},
             "duration_ms": integer,
             "created_at": {"type": "string", "format": "date-time"},
+            "options": {"type": "object", "description": "The model options that were sent."},
+            "batch_id": {"type": ["string", "null"],
+                         "description": "The batch the image belongs to; null for one image."},
+            "batch_index": {"type": ["integer", "null"], "minimum": 0,
+                            "description": "Its place in the batch (image i used seed + i)."},
             "favorite": {"type": "boolean"},
             "collections": {"type": "array", "items": {
                 "type": "object", "properties": {"id": integer, "name": string}}},
@@ -160,7 +176,29 @@ def image_schema() -> dict:
         "required": ["id", "filename", "url", "thumbnail_url", "prompt", "negative_prompt",
                      "provider", "model", "seed", "width", "height", "steps", "cfg_scale",
                      "requested", "ignored", "content_filtered", "format", "file_size",
-                     "duration_ms", "created_at"],
+                     "duration_ms", "created_at", "options", "batch_id", "batch_index"],
+    }
+
+
+def batch_schema() -> dict:
+    return {
+        "type": "object",
+        "description": "A batch (count > 1): the images made, in index order, and each failure.",
+        "properties": {
+            "batch_id": {"type": "string"},
+            "images": {"type": "array", "items": {"$ref": REF + "Image"}},
+            "errors": {"type": "array", "items": {
+                "type": "object",
+                "properties": {
+                    "index": {"type": "integer", "minimum": 0},
+                    "status": {"type": "integer"},
+                    "error": {"type": "string"},
+                    "detail": {"type": "string"},
+                },
+                "required": ["index", "status", "error", "detail"],
+            }},
+        },
+        "required": ["batch_id", "images", "errors"],
     }
 
 
@@ -173,17 +211,20 @@ IMAGE_EXAMPLE = {
     "requested": {"provider": "offline", "model": "abstract", "width": 1024, "height": 1024,
                   "steps": 30, "cfg_scale": 7.0, "seed": 0},
     "ignored": [], "content_filtered": False, "format": "png", "file_size": 812345,
-    "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00", "favorite": False,
+    "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00", "options": {},
+    "batch_id": None, "batch_index": None, "favorite": False,
     "collections": [], "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
     "source": None,
 }
 
 
 def schemas() -> dict:
-    all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs)})
+    all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs),
+                        StorageError.code})
     return {
         "GenerateRequest": request_schema(),
         "Image": image_schema(),
+        "Batch": batch_schema(),
         "Error": {
             "type": "object",
             "properties": {
@@ -224,7 +265,25 @@ def schemas() -> dict:
                 "sizes": {"type": "array", "description": "The exact sizes the model makes.",
                           "items": {"type": "array", "items": {"type": "integer"}}},
                 "notes": {"type": "string"},
+                "options": {"type": "array", "description": "The model's own options.",
+                            "items": {"$ref": REF + "ModelOption"}},
+                "available": {"type": "boolean",
+                              "description": "False when the model cannot be used now."},
+                "unavailable": {"type": "string", "description": "Why, when it cannot."},
             },
+        },
+        "ModelOption": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "type": {"type": "string", "enum": ["string", "integer", "number", "boolean"]},
+                "default": {"description": "The model's default (null: none)."},
+                "description": {"type": "string"},
+                "values": {"type": "array", "description": "The allowed values, if fixed."},
+                "minimum": {"type": "number"},
+                "maximum": {"type": "number"},
+            },
+            "required": ["name", "type", "default", "description"],
         },
         "Provider": {
             "type": "object",
@@ -270,6 +329,8 @@ def schemas() -> dict:
                 "replicate_key": {"type": "boolean"},
                 "openai_key": {"type": "boolean"},
                 "database": {"type": "string", "enum": ["ok", "error"]},
+                "storage": {"type": "string", "enum": ["ok", "error"],
+                            "description": "Whether the images folder or S3 bucket answers."},
             },
         },
     }
@@ -298,6 +359,8 @@ FILTER_PARAMETERS = [
      "UTC unless it has an offset).", "schema": {"type": "string"}},
     {"name": "until", "in": "query", "description": "Made at or before (a date covers the whole "
      "day).", "schema": {"type": "string"}},
+    {"name": "batch", "in": "query", "description": "Only this batch's images.",
+     "schema": {"type": "string"}},
 ]
 COLLECTION_ID = {"name": "collection_id", "in": "path", "required": True,
                  "schema": {"type": "integer", "minimum": 1}}
@@ -433,8 +496,13 @@ def paths() -> dict:
     return {
         "/api/generate": {"post": {
             "operationId": "generate",
-            "summary": "Generate one image",
-            "description": "Runs the generation synchronously and returns the stored record.",
+            "summary": "Generate one image, or a batch",
+            "description": "Runs the generation synchronously and returns the stored record. "
+                           "With `count` > 1 the images are made at once within one "
+                           "GENERATION_TIMEOUT (image i with seed + i) and the answer is a "
+                           "Batch: what was made, and an entry in `errors` for each image "
+                           "that failed. When every image fails, the first failure's error "
+                           "is the answer.",
             "tags": ["images"],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": REF + "GenerateRequest"},
@@ -443,12 +511,18 @@ def paths() -> dict:
                                 "value": generate_example},
                     "minimal": {"summary": "Only a prompt: every other field has a default",
                                 "value": {"prompt": "a lighthouse in a storm"}},
+                    "batch": {"summary": "Four at once, with a model option",
+                              "value": {"prompt": "a lighthouse in a storm", "count": 4,
+                                        "provider": "offline", "width": 512, "height": 512}},
                 },
             }}},
             "responses": {
-                "201": {**_json(image, "Created: the image record.", IMAGE_EXAMPLE),
-                        "headers": {"Location": {"description": "/api/images/<id>",
-                                                 "schema": {"type": "string"}}}},
+                "201": {**_json({"oneOf": [image, {"$ref": REF + "Batch"}]},
+                                "Created: the image record, or the batch (count > 1).",
+                                IMAGE_EXAMPLE),
+                        "headers": {"Location": {
+                            "description": "/api/images/<id>, or /api/images?batch=<batch_id>",
+                            "schema": {"type": "string"}}}},
                 **_errors(*GENERATE_STATUSES, generation=True),
             },
         }},
@@ -502,14 +576,15 @@ def paths() -> dict:
         }},
         "/health": {"get": {
             "operationId": "health",
-            "summary": "Liveness, configured keys (never their values) and the database",
+            "summary": "Liveness, configured keys (never their values), the database and storage",
             "tags": ["service"],
             "security": [],
             "responses": {
                 "200": _json({"$ref": REF + "Health"}, "Healthy.",
                              {"status": "ok", "stability_key": False, "replicate_key": False,
-                              "openai_key": False, "database": "ok"}),
-                "503": _json({"$ref": REF + "Health"}, "The database does not answer."),
+                              "openai_key": False, "database": "ok", "storage": "ok"}),
+                "503": _json({"$ref": REF + "Health"},
+                             "The database or the image storage does not answer."),
             },
         }},
         "/api/openapi.json": {"get": {
@@ -540,7 +615,8 @@ def document() -> dict:
             "title": TITLE,
             "version": VERSION,
             "description": (
-                "Generate images with Stability AI, Replicate or the built-in offline renderer "
+                "Generate images with Stability AI, Replicate, OpenAI or the built-in offline "
+                "renderer "
                 "(no AI model, no key), and manage the library. Errors are "
                 '`{"detail": ..., "error": <code>}`. When the server sets `API_TOKENS`, every '
                 "`/api/*` call needs `Authorization: Bearer <token>`."

@@ -13,6 +13,7 @@ from ..extensions import db
 from ..generation import service
 from ..params import ValidationFailed, error, validate
 from ..ratelimit import generation_limit
+from ..storage import StorageError, current_store
 
 bp = Blueprint("api", __name__)
 
@@ -34,11 +35,17 @@ def json_body():
 @bp.post("/generate")
 @generation_limit
 def generate():
-    """Generate one image and return its record."""
-    record = service().generate(validate(json_body()))
-    response = jsonify(record.to_dict())
+    """Generate one image and return its record, or a batch of them (count > 1)."""
+    params = validate(json_body())
+    if params.count > 1:
+        batch = service().generate_batch(params)
+        response = jsonify(batch.to_dict())
+        response.headers["Location"] = url_for("api.list_images", batch=batch.batch_id)
+    else:
+        record = service().generate(params)
+        response = jsonify(record.to_dict())
+        response.headers["Location"] = url_for("api.get_image", image_id=record.id)
     response.status_code = 201
-    response.headers["Location"] = url_for("api.get_image", image_id=record.id)
     return response
 
 
@@ -103,21 +110,32 @@ def providers():
 
 
 def health():
-    """Liveness, which keys are configured (never their values) and the database."""
+    """Liveness, which keys are configured (never their values), the database and storage."""
     config = current_app.config
     try:
         db.session.execute(sa.text("SELECT 1"))
         database = "ok"
     except sa.exc.SQLAlchemyError:
         database = "error"
+    storage = _storage_state()
+    healthy = database == storage == "ok"
     body = {
-        "status": "ok" if database == "ok" else "degraded",
+        "status": "ok" if healthy else "degraded",
         "stability_key": bool(config["STABILITY_API_KEY"]),
         "replicate_key": bool(config["REPLICATE_API_TOKEN"]),
         "openai_key": bool(config.get("OPENAI_API_KEY")),
         "database": database,
+        "storage": storage,
     }
-    return jsonify(body), 200 if database == "ok" else 503
+    return jsonify(body), 200 if healthy else 503
+
+
+def _storage_state() -> str:
+    try:
+        current_store().check()
+    except StorageError:
+        return "error"
+    return "ok"
 
 
 @bp.get("/openapi.json")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from .base import Provider
 from .offline import OfflineProvider
+from .openai import OpenAIProvider
 from .replicate import ReplicateProvider
 from .stability import StabilityProvider
 
-PROVIDER_CLASSES: tuple[type[Provider], ...] = (StabilityProvider, ReplicateProvider, OfflineProvider)
+PROVIDER_CLASSES: tuple[type[Provider], ...] = (
+    StabilityProvider, ReplicateProvider, OpenAIProvider, OfflineProvider)
 
 
 def build_providers(config) -> dict[str, Provider]:

@@ -36,25 +36,110 @@ from .base import (
     UpstreamError,
     UpstreamTimeout,
 )
+from .replicate_schema import (
+    InputMap,
+    SchemaError,
+    build_inputs,
+    describe_model,
+    input_properties,
+    nearest_ratio,
+)
 
 SDXL = "stability-ai/sdxl:39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
 FLUX_SCHNELL = "black-forest-labs/flux-schnell"
-FLUX_SIZES = {  # aspect ratio: the size FLUX.1 [schnell] makes for it at 1 megapixel
+FLUX_DEV = "black-forest-labs/flux-dev"
+FLUX_PRO = "black-forest-labs/flux-1.1-pro"
+SD35_LARGE = "stability-ai/stable-diffusion-3.5-large"
+FLUX_SIZES = {  # aspect ratio: the size FLUX.1 makes for it at 1 megapixel
     "1:1": (1024, 1024), "16:9": (1344, 768), "21:9": (1536, 640), "3:2": (1216, 832),
     "2:3": (832, 1216), "4:5": (896, 1088), "5:4": (1088, 896), "3:4": (896, 1152),
     "4:3": (1152, 896), "9:16": (768, 1344), "9:21": (640, 1536),
 }
-SDXL_INPUTS = "width, height, num_inference_steps, guidance_scale, seed and negative_prompt"
+SD_RATIOS = ("1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "9:16", "9:21")
 
-MODELS = (
-    Model(SDXL, "Stable Diffusion XL (stability-ai/sdxl)",
-          notes="Run by version; makes any size asked for and takes every parameter. Its safety "
-                "checker refuses NSFW results."),
-    Model(FLUX_SCHNELL, "FLUX.1 [schnell] (black-forest-labs/flux-schnell)",
-          honours=frozenset({"width", "height"}), sizes=tuple(FLUX_SIZES.values()),
-          notes="Fast official model: width x height becomes the nearest of its aspect ratios; "
-                "it runs a fixed 4 steps with no guidance and no negative prompt. PNG output."),
+
+def _enum(default, values, description=""):
+    return {"type": "string", "default": default, "enum": list(values), "description": description}
+
+
+def _number(kind, default, low, high, description=""):
+    return {"type": kind, "default": default, "minimum": low, "maximum": high,
+            "description": description}
+
+
+def _flag(default, description):
+    return {"type": "boolean", "default": default, "description": description}
+
+
+PROMPT = {"prompt": {"type": "string"}}
+SEED = {"seed": {"type": "integer", "description": "Random seed."}}
+FORMAT = {"output_format": _enum("webp", ["webp", "jpg", "png"], "Format of the output image.")}
+FLUX_COMMON = {
+    **PROMPT, "aspect_ratio": _enum("1:1", FLUX_SIZES), **SEED, **FORMAT,
+    "megapixels": _enum("1", ["1", "0.25"], "Approximate number of megapixels."),
+    "go_fast": _flag(True, "Faster predictions with an fp8-quantized model."),
+}
+# The inputs of the built-in models, as their schemas on Replicate name them.
+BUILT_IN = (
+    (SDXL, "Stable Diffusion XL (stability-ai/sdxl)", {
+        **PROMPT, "negative_prompt": {"type": "string"}, "width": {"type": "integer"},
+        "height": {"type": "integer"},
+        "num_inference_steps": _number("integer", 50, 1, 500),
+        "guidance_scale": _number("number", 7.5, 1, 50), **SEED,
+        "scheduler": _enum("K_EULER", ["DDIM", "DPMSolverMultistep", "HeunDiscrete", "KarrasDPM",
+                                       "K_EULER_ANCESTRAL", "K_EULER", "PNDM"], "Scheduler."),
+        "refine": _enum("no_refiner", ["no_refiner", "expert_ensemble_refiner",
+                                       "base_image_refiner"], "Which refine style to use."),
+    }, dict(official=False, version=SDXL.partition(":")[2]),
+        "Run by version; makes any size asked for and takes every parameter. Its safety "
+        "checker refuses NSFW results."),
+    (FLUX_SCHNELL, "FLUX.1 [schnell] (black-forest-labs/flux-schnell)",
+     {**FLUX_COMMON, "num_inference_steps": _number("integer", 4, 1, 4)}, dict(official=True),
+     "Fast official model: width x height becomes the nearest of its aspect ratios; it runs a "
+     "fixed 4 steps with no guidance and no negative prompt. PNG output unless chosen."),
+    (FLUX_DEV, "FLUX.1 [dev] (black-forest-labs/flux-dev)",
+     {**FLUX_COMMON, "num_inference_steps": _number("integer", 28, 1, 50),
+      "guidance": _number("number", 3, 0, 10)}, dict(official=True),
+     "Official model: the nearest aspect ratio; steps, and CFG scale as its guidance (up to "
+     "10); no negative prompt. $0.025 an image."),
+    (FLUX_PRO, "FLUX1.1 [pro] (black-forest-labs/flux-1.1-pro)", {
+        **PROMPT, "aspect_ratio": _enum("1:1", [*FLUX_SIZES, "custom"]), **SEED,
+        "width": _number("integer", None, 256, 1440), "height": _number("integer", None, 256, 1440),
+        **FORMAT, "output_quality": _number("integer", 80, 0, 100, "Quality of jpg/webp output."),
+        "safety_tolerance": _number("integer", 2, 1, 6, "1 is the strictest, 6 the most "
+                                                        "permissive."),
+        "prompt_upsampling": _flag(False, "Let the model rewrite the prompt for more detail."),
+    }, dict(official=True),
+        "Official model: the nearest aspect ratio; no steps, guidance or negative prompt. "
+        "$0.04 an image."),
+    (SD35_LARGE, "Stable Diffusion 3.5 Large (stability-ai/stable-diffusion-3.5-large)", {
+        **PROMPT, "aspect_ratio": _enum("1:1", SD_RATIOS), **SEED,
+        "steps": _number("integer", 35, 1, 50), "cfg": _number("number", 3.5, 0, 20), **FORMAT,
+    }, dict(official=True),
+        "Official model: the nearest aspect ratio, steps and CFG scale; no negative prompt."),
 )
+BUILT_IN_OPTIONS = {SDXL: ("scheduler", "refine"),
+                    FLUX_SCHNELL: ("output_format", "megapixels", "go_fast"),
+                    FLUX_DEV: ("output_format", "megapixels", "go_fast"),
+                    FLUX_PRO: ("output_format", "output_quality", "safety_tolerance",
+                               "prompt_upsampling"),
+                    SD35_LARGE: ("output_format",)}
+# PNG unless another format is chosen: only PNG files carry the parameters text.
+PNG_FIRST = {"output_format": "png"}
+
+
+def _built_in() -> dict[str, tuple[Model, InputMap]]:
+    table = {}
+    for ref, label, properties, how, notes in BUILT_IN:
+        table[ref] = describe_model(ref, label, properties, notes=notes,
+                                    options=BUILT_IN_OPTIONS[ref], defaults=PNG_FIRST,
+                                    sizes=FLUX_SIZES, **how)
+    return table
+
+
+BUILT_IN_MODELS = _built_in()
+SCHEMA_RETRY = 60.0  # seconds before a schema that could not be read is asked for again
+SCHEMA_TIMEOUT = httpx.Timeout(8.0, connect=3.0)
 
 MAX_WAIT = 60  # the longest `Prefer: wait` Replicate accepts
 POLL_INTERVAL = 0.5
@@ -67,21 +152,9 @@ SAFETY_REFUSAL = re.compile(r"nsfw|safety", re.IGNORECASE)
 BEARER = re.compile(r"Bearer\s+\S+", re.IGNORECASE)
 
 
-def custom_model(ref: str) -> Model:
-    how = "its version" if ":" in ref else "its latest version"
-    return Model(ref, ref, notes=f"Named by REPLICATE_MODEL and run by {how}; sent SDXL's "
-                                 f"inputs ({SDXL_INPUTS}).")
-
-
 def aspect_ratio(width: int, height: int) -> str:
     """The FLUX aspect ratio nearest to width:height, on a log scale (so 2:1 and 1:2 are alike)."""
-    target = math.log(width / height)
-
-    def distance(ratio: str) -> float:
-        w, h = ratio.split(":")
-        return abs(math.log(int(w) / int(h)) - target)
-
-    return min(FLUX_SIZES, key=distance)
+    return nearest_ratio(width, height, FLUX_SIZES)
 
 
 def is_loopback(host: str | None) -> bool:
@@ -115,9 +188,78 @@ def decode_data_url(url: str) -> bytes:
 
 
 def first_output(output):
+    """The first file of an output of any shape: one URL, a list, an object holding one."""
+    if isinstance(output, dict):
+        return next((found for value in output.values()
+                     if (found := first_output(value)) is not None), None)
     if isinstance(output, list | tuple):
-        return output[0] if output else None
-    return output or None
+        return next((found for item in output if (found := first_output(item)) is not None),
+                    None)
+    if isinstance(output, str | FileOutput):
+        return output or None
+    if output is not None and hasattr(output, "__next__"):  # a streamed (iterator) output
+        return next((found for item in output if (found := first_output(item)) is not None),
+                    None)
+    return None
+
+
+class SchemaModel:
+    """A model named in REPLICATE_MODELS (or REPLICATE_MODEL): its schema read once per version.
+
+    The schema is fetched lazily, then kept; a failure is kept for SCHEMA_RETRY seconds as the
+    reason the model is unavailable, and the rest of the app works meanwhile.
+    """
+
+    def __init__(self, ref: str):
+        self.ref = ref
+        self._lock = threading.Lock()
+        self._read: tuple[Model, InputMap] | None = None
+        self._failed_at = -math.inf
+        self._failure = ""
+
+    def get(self, client) -> tuple[Model, InputMap | None]:
+        if self._read is not None:
+            return self._read
+        with self._lock:
+            if self._read is None and time.monotonic() - self._failed_at >= SCHEMA_RETRY:
+                try:
+                    self._read = self._fetch(client)
+                except (SchemaError, ReplicateError, httpx.HTTPError, ValueError,
+                        AttributeError, TypeError) as exc:
+                    self._failed_at, self._failure = time.monotonic(), self._reason(exc)
+        if self._read is not None:
+            return self._read
+        return Model(self.ref, self.ref, honours=frozenset(), takes_seed=False,
+                     unavailable=f"unavailable: {self._failure}",
+                     notes=f"Named in REPLICATE_MODELS; its schema could not be read "
+                           f"({self._failure})."), None
+
+    def _fetch(self, client) -> tuple[Model, InputMap]:
+        if client is None:
+            raise SchemaError("REPLICATE_API_TOKEN is not set")
+        name, _, version_id = self.ref.partition(":")
+        model = client.models.get(name)
+        version = model.versions.get(version_id) if version_id else model.latest_version
+        if version is None:
+            raise SchemaError(f"Replicate lists no version of {name}")
+        properties = input_properties(version.openapi_schema)
+        how = "its version" if version_id else f"its latest version ({version.id[:12]})"
+        return describe_model(self.ref, self.ref, properties, version=version.id,
+                              notes=f"Read from its schema on Replicate and run by {how}.")
+
+    @staticmethod
+    def _reason(exc: Exception) -> str:
+        if isinstance(exc, ReplicateError):
+            return f"Replicate answered HTTP {exc.status} ({exc.title or 'error'})"
+        if isinstance(exc, httpx.HTTPError):
+            return f"could not reach Replicate ({type(exc).__name__})"
+        if isinstance(exc, SchemaError):
+            return str(exc)
+        return "its schema is not one this app can read"
+
+
+def _names(value: str | None) -> list[str]:
+    return [item.strip() for item in (value or "").split(",") if item.strip()]
 
 
 class ReplicateProvider(Provider):
@@ -130,17 +272,21 @@ class ReplicateProvider(Provider):
         base_url = (config.get("REPLICATE_BASE_URL") or "https://api.replicate.com").rstrip("/")
         self.base_url = base_url.removesuffix("/v1")
         self._default = config.get("REPLICATE_MODEL") or SDXL
-        known = [m.name for m in MODELS]
-        extra = [] if self._default in known else [custom_model(self._default)]
-        self._models = [*extra, *MODELS]
+        extra = [ref for ref in (self._default, *_names(config.get("REPLICATE_MODELS")))
+                 if ref not in BUILT_IN_MODELS]
+        self._extra = {ref: SchemaModel(ref) for ref in dict.fromkeys(extra)}
         self._last_response = threading.local()
-        self.client = None
+        self.client = self.schema_client = None
         if self.token:  # given no token, the client would look for one in the environment
             transport = httpx.HTTPTransport()
             weakref.finalize(self, transport.close)  # its pooled connections go with the provider
             self.client = replicate.Client(
                 api_token=self.token, base_url=self.base_url, timeout=HTTP_TIMEOUT,
                 transport=transport, event_hooks={"response": [self._remember_retry_after]})
+            # Schemas are read while a page or a listing waits: a short timeout of their own.
+            self.schema_client = replicate.Client(
+                api_token=self.token, base_url=self.base_url, timeout=SCHEMA_TIMEOUT,
+                transport=transport)
 
     @property
     def configured(self) -> bool:
@@ -148,7 +294,24 @@ class ReplicateProvider(Provider):
 
     @property
     def models(self) -> list[Model]:
-        return self._models
+        extra = [entry.get(self.schema_client)[0] for entry in self._extra.values()]
+        defaults = [m for m in extra if m.name == self._default]
+        others = [m for m in extra if m.name != self._default]
+        return [*defaults, *(model for model, _ in BUILT_IN_MODELS.values()), *others]
+
+    def model(self, name: str) -> Model | None:
+        if name in BUILT_IN_MODELS:
+            return BUILT_IN_MODELS[name][0]
+        entry = self._extra.get(name)
+        return entry.get(self.schema_client)[0] if entry else None
+
+    def _input_map(self, name: str) -> InputMap:
+        if name in BUILT_IN_MODELS:
+            return BUILT_IN_MODELS[name][1]
+        model, inputs = self._extra[name].get(self.schema_client)
+        if inputs is None:
+            raise UpstreamError(f"Model '{name}' cannot be used now: {model.unavailable}")
+        return inputs
 
     @property
     def default_model(self) -> str:
@@ -180,32 +343,18 @@ class ReplicateProvider(Provider):
         except ValueError:  # a body that is not JSON, or JSON that is not a prediction
             raise UpstreamError("Replicate answered with something that is not a prediction.") \
                 from None
+        if not self.model(request.model).takes_seed:
+            return GenerationResult(data=data, seed=None)
         match = SEED_LOG.search(prediction.logs or "")
         return GenerationResult(data=data, seed=int(match.group(1)) if match else request.seed)
 
-    def _inputs(self, request: GenerationRequest) -> dict:
-        if request.model == FLUX_SCHNELL:
-            return {"prompt": request.prompt, "aspect_ratio": aspect_ratio(request.width,
-                    request.height), "output_format": "png", "seed": request.seed}
-        inputs = {"prompt": request.prompt, "width": request.width, "height": request.height,
-                  "num_inference_steps": request.steps, "guidance_scale": request.cfg_scale,
-                  "seed": request.seed}
-        if request.negative_prompt:
-            inputs["negative_prompt"] = request.negative_prompt
-        return inputs
-
     def _create(self, request: GenerationRequest, deadline: float) -> Prediction:
-        inputs = self._inputs(request)
-        if request.model == FLUX_SCHNELL:
+        inputs = self._input_map(request.model)
+        sent = build_inputs(request, inputs)
+        if inputs.official:
             return self.client.models.predictions.create(
-                model=FLUX_SCHNELL, input=inputs, wait=self._wait(deadline))
-        ref, _, version = request.model.partition(":")
-        if not version:
-            latest = self.client.models.get(ref).latest_version
-            if latest is None:
-                raise UpstreamError(f"Replicate lists no version of the model {ref}.")
-            version = latest.id
-        return self.client.predictions.create(version=version, input=inputs,
+                model=request.model, input=sent, wait=self._wait(deadline))
+        return self.client.predictions.create(version=inputs.version, input=sent,
                                               wait=self._wait(deadline))
 
     @staticmethod

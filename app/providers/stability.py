@@ -21,6 +21,7 @@ from .base import (
     GenerationRequest,
     GenerationResult,
     Model,
+    Option,
     Provider,
     ProviderError,
     RateLimited,
@@ -45,6 +46,23 @@ ENDPOINTS = {
     "v1": "/v1/generation/stable-diffusion-xl-1024-v1-0/text-to-image",
 }
 
+STYLE_PRESETS = (
+    "3d-model", "analog-film", "anime", "cinematic", "comic-book", "digital-art", "enhance",
+    "fantasy-art", "isometric", "line-art", "low-poly", "modeling-compound", "neon-punk",
+    "origami", "photographic", "pixel-art", "tile-texture",
+)
+STYLE = Option("style_preset", "string", None, "Guides the image towards a style.",
+               STYLE_PRESETS)
+
+
+def _format(*formats: str) -> Option:
+    return Option("output_format", "string", "png", "The file format of the image (only PNG "
+                  "files carry the parameters text).", formats)
+
+
+SD3_OPTIONS = (STYLE, _format("png", "jpeg"))
+CORE_OPTIONS = (STYLE, _format("png", "jpeg", "webp"))
+
 V2_SIZES = tuple(ASPECT_SIZES.values())
 SIZE = frozenset({"width", "height"})
 SD3 = SIZE | {"negative_prompt", "cfg_scale"}
@@ -54,19 +72,22 @@ RATIO_NOTE = "Width x height picks the nearest aspect ratio"
 # name: (endpoint, Model)
 MODELS = {model.name: (endpoint, model) for endpoint, model in (
     ("sd3", Model("sd3.5-large", "SD 3.5 Large", SD3, SD3_CFG, V2_SIZES,
-                  f"{RATIO_NOTE}; 6.5 credits an image.")),
+                  f"{RATIO_NOTE}; 6.5 credits an image.", SD3_OPTIONS)),
     ("sd3", Model("sd3.5-large-turbo", "SD 3.5 Large Turbo", SD3 - {"negative_prompt"}, SD3_CFG,
-                  V2_SIZES, f"{RATIO_NOTE}; no negative prompt; best with a low CFG; 4 credits.")),
+                  V2_SIZES, f"{RATIO_NOTE}; no negative prompt; best with a low CFG; 4 credits.",
+                  SD3_OPTIONS)),
     ("sd3", Model("sd3.5-medium", "SD 3.5 Medium", SD3, SD3_CFG, V2_SIZES,
-                  f"{RATIO_NOTE}; 3.5 credits an image.")),
+                  f"{RATIO_NOTE}; 3.5 credits an image.", SD3_OPTIONS)),
     ("sd3", Model("sd3.5-flash", "SD 3.5 Flash", SD3, SD3_CFG, V2_SIZES,
-                  f"{RATIO_NOTE}; 2.5 credits an image.")),
+                  f"{RATIO_NOTE}; 2.5 credits an image.", SD3_OPTIONS)),
     ("core", Model("core", "Stable Image Core", SIZE | {"negative_prompt"}, {}, V2_SIZES,
-                   f"{RATIO_NOTE} (about 1.5 MP, sizes approximate); 3 credits an image.")),
+                   f"{RATIO_NOTE} (about 1.5 MP, sizes approximate); 3 credits an image.",
+                   CORE_OPTIONS)),
     ("ultra", Model("ultra", "Stable Image Ultra", SIZE | {"negative_prompt"}, {}, V2_SIZES,
-                    f"{RATIO_NOTE}; 8 credits an image.")),
+                    f"{RATIO_NOTE}; 8 credits an image.", CORE_OPTIONS)),
     ("v1", Model("sdxl-1.0", "SDXL 1.0", SD3 | {"steps"}, {}, SDXL_SIZES,
-                 "Exact sizes from a fixed list (the nearest is used), steps and CFG scale.")),
+                 "Exact sizes from a fixed list (the nearest is used), steps and CFG scale.",
+                 (STYLE,))),
 )}
 
 CONNECT_TIMEOUT = 10.0
@@ -129,8 +150,10 @@ class StabilityProvider(Provider):
             "prompt": request.prompt,
             "aspect_ratio": nearest_aspect_ratio(request.width, request.height),
             "seed": str(request.seed),
-            "output_format": "png",
+            "output_format": request.options.get("output_format", "png"),
         }
+        if "style_preset" in request.options:
+            fields["style_preset"] = request.options["style_preset"]
         if endpoint == "sd3":
             fields.update(model=model.name, mode="text-to-image", cfg_scale=f"{request.cfg_scale:g}")
         if request.negative_prompt and "negative_prompt" in model.honours:
@@ -150,7 +173,7 @@ class StabilityProvider(Provider):
             prompts.append({"text": request.negative_prompt, "weight": -1.0})
         payload = {"text_prompts": prompts, "width": width, "height": height,
                    "steps": request.steps, "cfg_scale": request.cfg_scale, "seed": request.seed,
-                   "samples": 1}
+                   "samples": 1, **request.options}
         _, body = self._post(ENDPOINTS["v1"], request.timeout, json=payload,
                              headers={"Accept": "application/json"})
         try:
@@ -190,7 +213,7 @@ class StabilityProvider(Provider):
             timed_out = isinstance(exc, requests.Timeout) or time.monotonic() >= deadline
             logger.warning("Stability AI request to %s failed: %s", path, type(exc).__name__)
             if timed_out:
-                raise UpstreamTimeout(f"Stability AI did not answer within {timeout:g} s "
+                raise UpstreamTimeout(f"Stability AI did not answer within {timeout:.3g} s "
                                       "(GENERATION_TIMEOUT).") from None
             raise UpstreamError("Could not reach Stability AI (the connection failed).") from None
         if response.status_code != 200:

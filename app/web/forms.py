@@ -40,18 +40,27 @@ class GenerateForm(FlaskForm):
     steps = _field(IntegerField, "steps")
     cfg_scale = _field(FloatField, "cfg_scale")
     seed = _field(IntegerField, "seed", validators=[Optional()])
+    count = _field(IntegerField, "count")
     random_seed = BooleanField("Random seed", description="A new seed each time; uncheck to "
                                "use the seed above.")
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.option_errors: dict[str, str] = {}
+
     def parameters(self) -> dict:
         """The submitted values, as the JSON API would receive them."""
-        data = {name: field.data for name, field in self._fields.items() if name in BY_NAME}
+        data = {name: field.data for name, field in self._fields.items()
+                if name in BY_NAME and field.data is not None}
         data["seed"] = 0 if self.random_seed.data else data.get("seed") or 0
         return data
 
     def add_errors(self, errors: list[dict]) -> None:
         """Attach the errors of a failed validation to the fields they concern."""
         for problem in errors:
+            if problem["loc"][1:2] == ["options"]:
+                self.option_errors[problem["loc"][-1]] = problem["msg"]
+                continue
             name = problem["loc"][-1]
             field = self._fields.get(name)
             if field is not None:

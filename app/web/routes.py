@@ -20,12 +20,14 @@ from ..models import Image
 from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
 from ..ratelimit import generation_limit
+from ..storage import StorageError
 from .forms import GenerateForm
 
 bp = Blueprint("web", __name__)
 
 PREFILL = ("prompt", "negative_prompt", "provider", "model", "width", "height", "steps",
            "cfg_scale", "seed")
+OPTION_FIELD = "option|{provider}|{model}|{name}"  # one set of fields per model
 GALLERY_PAGE = 48
 BANNER_TITLES = {
     "provider_not_configured": "This provider is not configured",
@@ -34,6 +36,7 @@ BANNER_TITLES = {
     "rate_limited": "Too many requests",
     "upstream_error": "The provider failed",
     "upstream_timeout": "The generation timed out",
+    "storage_error": "The image could not be stored",
 }
 
 
@@ -65,7 +68,52 @@ def _limits(form: GenerateForm, providers: list[dict]) -> dict:
     return {"provider": provider, "model": model}
 
 
-def _render_form(form: GenerateForm, banner: ProviderError | None = None, status: int = 200):
+def _chosen(form: GenerateForm) -> tuple[str, str]:
+    """The provider and model the form names, defaults filled in."""
+    generation = service()
+    provider = generation.providers.get(form.provider.data or generation.default_provider)
+    if provider is None:
+        return form.provider.data or "", form.model.data or ""
+    return provider.name, form.model.data or provider.default_model
+
+
+def _submitted_options(form: GenerateForm) -> dict:
+    """The option fields of the chosen model that were filled in, typed by the model."""
+    provider, model_name = _chosen(form)
+    prefix = OPTION_FIELD.format(provider=provider, model=model_name, name="")
+    raw = {key[len(prefix):]: value for key, value in request.form.items()
+           if key.startswith(prefix) and value.strip()}
+    model = service().find_model(provider, model_name)
+    return model.options_from_text(raw) if model else raw
+
+
+def _option_groups(providers: list[dict], form: GenerateForm, values: dict) -> list[dict]:
+    """Every model's option fields; the chosen model's are shown, the script swaps the rest."""
+    chosen = _chosen(form)
+    groups, number = [], 0
+    for provider in providers:
+        for model in provider["models"]:
+            key = (provider["name"], model["name"])
+            fields = []
+            for option in model["options"]:
+                number += 1
+                name = OPTION_FIELD.format(provider=key[0], model=key[1], name=option["name"])
+                value = request.form.get(name) if form.is_submitted() else (
+                    values.get(option["name"]) if key == chosen else None)
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                fields.append({"id": f"option-{number}", "name": name, "option": option,
+                               "value": "" if value is None else str(value),
+                               "error": form.option_errors.get(option["name"])
+                               if key == chosen else None})
+            if fields:
+                groups.append({"key": "|".join(key), "label": model["label"],
+                               "current": key == chosen, "fields": fields})
+    return groups
+
+
+def _render_form(form: GenerateForm, banner: ProviderError | StorageError | None = None,
+                 status: int = 200, options: dict | None = None):
     generation = service()
     recent = gallery.newest(12)
     providers = [p.describe(default=p.name == generation.default_provider)
@@ -76,14 +124,21 @@ def _render_form(form: GenerateForm, banner: ProviderError | None = None, status
     return render_template(
         "index.html", form=form, recent=recent, providers=providers, params=BY_NAME,
         current=_limits(form, providers), banner=banner,
+        option_groups=_option_groups(providers, form, options or {}),
         banner_title=BANNER_TITLES.get(banner.code, "The generation failed") if banner else None,
     ), status, headers
 
 
-def _prefill_from(image: Image, keep_prompt: bool) -> dict:
+def _prefill_from(image: Image, keep_prompt: bool, whole_batch: bool = False) -> dict:
     values = {name: getattr(image, name) for name in PREFILL}
     values.update(width=image.requested.get("width", image.width),
                   height=image.requested.get("height", image.height))
+    if image.seed is None:
+        values["seed"] = 0
+    if whole_batch:  # the batch again: its count, and the seed its first image had
+        values["count"] = image.requested.get("count", 1)
+        if image.seed is not None:
+            values["seed"] = image.seed - (image.batch_index or 0)
     if not keep_prompt:
         values.update(prompt="", negative_prompt="")
     if image.provider not in service().providers:  # an imported image: its settings, our model
@@ -94,14 +149,20 @@ def _prefill_from(image: Image, keep_prompt: bool) -> dict:
 @bp.get("/")
 def index():
     """The generation form and the newest images."""
-    prefill = {}
+    prefill, options = {}, {}
     source = request.args.get("from", type=int)
-    if source is not None:
-        image = gallery.get_or_404(source)
-        prefill = _prefill_from(image, keep_prompt=request.args.get("keep") != "seed")
+    batch = request.args.get("batch")
+    images = gallery.batch_images(batch) if batch else []
+    if batch and not images:
+        abort(404)
+    if images or source is not None:
+        image = images[0] if images else gallery.get_or_404(source)
+        prefill = _prefill_from(image, keep_prompt=request.args.get("keep") != "seed",
+                                whole_batch=bool(images))
+        options = image.options or {}
     else:
         prefill = {name: request.args[name] for name in PREFILL if request.args.get(name)}
-    return _render_form(_form(**prefill))
+    return _render_form(_form(**prefill), options=options)
 
 
 @bp.post("/")
@@ -112,13 +173,30 @@ def generate():
     if not form.validate():
         return _render_form(form, status=422)
     try:
-        record = service().generate(validate(form.parameters()))
+        params = validate({**form.parameters(), "options": _submitted_options(form)})
+        if params.count == 1:
+            record = service().generate(params)
+            return redirect(url_for("web.image", image_id=record.id), code=303)
+        batch = service().generate_batch(params)
     except ValidationFailed as exc:
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
-    except ProviderError as exc:
+    except (ProviderError, StorageError) as exc:
         return _render_form(form, banner=exc, status=exc.status)
-    return redirect(url_for("web.image", image_id=record.id), code=303)
+    for problem in batch.errors:
+        flash(f"Image {problem.index + 1} of {params.count} failed: {problem.error.detail}")
+    return redirect(url_for("web.batch", batch_id=batch.batch_id), code=303)
+
+
+@bp.get("/batches/<batch_id>")
+def batch(batch_id: str):
+    """Every image of one batch."""
+    images = gallery.batch_images(batch_id)
+    if not images:
+        abort(404, description=f"Batch {batch_id} not found.")
+    first = images[0]
+    return render_template("batch.html", images=images, first=first, batch_id=batch_id,
+                           asked=first.requested.get("count", len(images)))
 
 
 def tolerant_filters(args) -> tuple[dict, list[str]]:
@@ -150,7 +228,8 @@ def images():
              if name in filters and request.args.get(name)}
     providers = list(service().providers.values())
     return render_template("gallery.html", page=result, q=filters.get("q", ""),
-                           provider=filters.get("provider"), filters=filters, query=query,
+                           provider=filters.get("provider"), batch=filters.get("batch"),
+                           filters=filters, query=query,
                            notes=notes, providers=providers,
                            models=sorted({m.name for p in providers for m in p.models}),
                            collections=library.all_collections(),
@@ -174,10 +253,13 @@ def _rows(image: Image) -> list[dict]:
         ("Steps", image.steps, asked.get("steps", image.steps), ["steps"]),
         ("CFG scale", _number(image.cfg_scale), _number(asked.get("cfg_scale", image.cfg_scale)),
          ["cfg_scale"]),
-        ("Seed", image.seed, "random" if asked_seed == 0 else asked_seed, []),
+        ("Seed", "none (the model takes none)" if image.seed is None and not image.source
+         else image.seed,
+         "random" if asked_seed == 0 else asked_seed, ["seed"]),
     ]
     return [
-        {"label": label, "used": "unknown" if used is None else used, "asked": asked_value if asked_value != used else None,
+        {"label": label, "used": "unknown" if used is None else used,
+         "asked": asked_value if asked_value != used else None,
          "ignored": any(name in image.ignored for name in names)}
         for label, used, asked_value, names in rows
     ]
@@ -190,7 +272,8 @@ def image(image_id: int):
 
     record = gallery.get_or_404(image_id)
     provider = service().providers.get(record.provider)
-    return render_template("image.html", image=record, rows=_rows(record),
+    siblings = gallery.batch_images(record.batch_id) if record.batch_id else []
+    return render_template("image.html", image=record, rows=_rows(record), siblings=siblings,
                            collections=library.all_collections(),
                            provider_label=provider.label if provider else record.provider,
                            ignored=[BY_NAME[n].label if n in BY_NAME else n

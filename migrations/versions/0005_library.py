@@ -1,13 +1,14 @@
 """the curated library: favourites, collections, SHA-256 and source of each file, imports
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-01
 
-Imported images may not say their seed, steps or CFG scale, so those become nullable. On SQLite
-that means rebuilding the image table, which drops its full-text triggers: they are made again
-the same way migration 0002 made them. Existing records get the SHA-256 of their stored file; a
-record whose file is missing keeps a null one, and the upgrade says how many.
+Imported images may not say their steps or CFG scale, so those become nullable (the seed already
+is, since 0004). On SQLite that means rebuilding the image table, which drops its full-text
+triggers: they are made again the same way migration 0002 made them, and AUTOINCREMENT is kept.
+Existing records get the SHA-256 of their stored file (on disk or in the bucket); a record whose
+file is missing keeps a null one, and the upgrade says how many.
 """
 import hashlib
 
@@ -17,11 +18,11 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
-NULLABLE = (('seed', sa.BigInteger()), ('steps', sa.Integer()), ('cfg_scale', sa.Float()))
+NULLABLE = (('steps', sa.Integer()), ('cfg_scale', sa.Float()))
 FTS_TRIGGERS = (
     """CREATE TRIGGER image_fts_insert AFTER INSERT ON image BEGIN
             INSERT INTO image_fts (rowid, prompt, negative_prompt)
@@ -66,9 +67,17 @@ def _store():
     try:
         from flask import current_app
 
-        return current_app.extensions['generation'].store
+        return current_app.extensions['image_store']
     except (ImportError, KeyError, RuntimeError):
         return None
+
+
+def _storage_error():
+    try:
+        from app.storage import StorageError
+    except ImportError:
+        return OSError
+    return StorageError
 
 
 def _fill_sha256() -> None:
@@ -77,6 +86,7 @@ def _fill_sha256() -> None:
     rows = bind.execute(sa.text("SELECT id, filename FROM image ORDER BY id")).fetchall()
     if not rows:
         return
+    unreadable = (OSError, _storage_error())
     missing = []
     for image_id, filename in rows:
         digest = hashlib.sha256()
@@ -86,7 +96,7 @@ def _fill_sha256() -> None:
             with store.open(filename) as handle:
                 for block in iter(lambda: handle.read(1 << 20), b''):
                     digest.update(block)
-        except OSError:
+        except unreadable:
             missing.append(image_id)
             continue
         bind.execute(sa.text("UPDATE image SET sha256 = :sha WHERE id = :id"),
@@ -135,7 +145,6 @@ def downgrade():
     op.drop_index('ix_image_model_created', table_name='image')
     op.drop_index('ix_collection_image_image', table_name='collection_image')
     op.drop_table('collection_image')
-    op.execute("UPDATE image SET seed = COALESCE(seed, 0), steps = COALESCE(steps, 0), "
-               "cfg_scale = COALESCE(cfg_scale, 0)")
+    op.execute("UPDATE image SET steps = COALESCE(steps, 0), cfg_scale = COALESCE(cfg_scale, 0)")
     _alter_image(nullable=False, drop=('source', 'sha256', 'favorite'))
     op.drop_table('collection')

@@ -87,10 +87,24 @@ function setupGenerateForm(form) {
     }
     const notes = document.getElementById("model-notes");
     if (notes) notes.textContent = model.notes || "";
+    showOptions(`${providerByName(providerSelect.value).name}|${model.name}`);
     const provider = providerByName(providerSelect.value);
     const status = document.getElementById("provider-status");
     if (status) status.classList.toggle("warn", !provider.configured);
     buildPresets(model);
+  }
+
+  // Model options: only the chosen model's fields are shown and sent.
+  function showOptions(key) {
+    let any = false;
+    for (const group of form.querySelectorAll("[data-options-for]")) {
+      const current = group.dataset.optionsFor === key;
+      group.hidden = !current;
+      any = any || current;
+      for (const el of group.querySelectorAll("input, select")) el.disabled = !current;
+    }
+    const none = document.getElementById("no-options");
+    if (none) none.hidden = any;
   }
 
   function checkRange(name) {
@@ -208,7 +222,12 @@ function setupGenerateForm(form) {
     button.setAttribute("aria-busy", "true");
     button.innerHTML = '<span class="spinner" aria-hidden="true"></span> <span class="label">Generating…</span> <span class="elapsed">0 s</span>';
     const elapsed = button.querySelector(".elapsed");
-    if (status) status.textContent = "Generating the image; this can take up to a minute.";
+    const count = Number(input("count") ? input("count").value : 1) || 1;
+    if (status) {
+      status.textContent = count > 1
+        ? `Generating ${count} images at once; this can take up to a minute.`
+        : "Generating the image; this can take up to a minute.";
+    }
     timer = setInterval(() => {
       elapsed.textContent = `${Math.floor((Date.now() - started) / 1000)} s`;
     }, 250);

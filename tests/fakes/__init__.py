@@ -1,10 +1,11 @@
-"""Local fake servers of the Stability AI and Replicate HTTP APIs, for the test suite.
+"""Local fake servers of the Stability AI, Replicate and OpenAI HTTP APIs, for the test suite.
 
-`from tests.fakes import FakeStability, FakeReplicate`. The classes load on first use so that
+`from tests.fakes import FakeStability, FakeReplicate, FakeOpenAI`. The classes load on first use so that
 `python -m tests.fakes.stability` (or `.replicate`) runs its module only once.
 """
 
-_EXPORTS = {"FakeStability": "stability", "FakeReplicate": "replicate", "FakeServer": "server"}
+_EXPORTS = {"FakeStability": "stability", "FakeReplicate": "replicate", "FakeOpenAI": "openai",
+            "FakeServer": "server"}
 
 __all__ = list(_EXPORTS)
 

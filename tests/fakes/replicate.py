@@ -104,6 +104,79 @@ FLUX_SCHNELL_INPUTS = {
     "megapixels": {"type": "string", "default": "1", "enum": ["1", "0.25"]},
 }
 
+FLUX_DEV = "black-forest-labs/flux-dev"
+FLUX_DEV_INPUTS = {
+    **FLUX_SCHNELL_INPUTS,
+    "num_inference_steps": {"type": "integer", "default": 28, "minimum": 1, "maximum": 50},
+    "guidance": {"type": "number", "default": 3, "minimum": 0, "maximum": 10},
+}
+FLUX_PRO = "black-forest-labs/flux-1.1-pro"
+FLUX_PRO_INPUTS = {
+    "prompt": {"type": "string", "required": True},
+    "aspect_ratio": {"type": "string", "default": "1:1", "enum": [*FLUX_SIZES, "custom"]},
+    "width": {"type": "integer", "minimum": 256, "maximum": 1440},
+    "height": {"type": "integer", "minimum": 256, "maximum": 1440},
+    "seed": {"type": "integer"},
+    "output_format": {"type": "string", "default": "webp", "enum": ["webp", "jpg", "png"]},
+    "output_quality": {"type": "integer", "default": 80, "minimum": 0, "maximum": 100},
+    "safety_tolerance": {"type": "integer", "default": 2, "minimum": 1, "maximum": 6},
+    "prompt_upsampling": {"type": "boolean", "default": False},
+    "image_prompt": {"type": "string", "format": "uri"},
+}
+SD35_LARGE = "stability-ai/stable-diffusion-3.5-large"
+SD_RATIOS = ["1:1", "16:9", "21:9", "3:2", "2:3", "4:5", "5:4", "9:16", "9:21"]
+SD35_LARGE_INPUTS = {
+    "prompt": {"type": "string", "required": True},
+    "aspect_ratio": {"type": "string", "default": "1:1", "enum": SD_RATIOS},
+    "cfg": {"type": "number", "default": 3.5, "minimum": 0, "maximum": 20},
+    "steps": {"type": "integer", "default": 35, "minimum": 1, "maximum": 50},
+    "seed": {"type": "integer"},
+    "image": {"type": "string", "format": "uri"},
+    "prompt_strength": {"type": "number", "default": 0.85, "minimum": 0, "maximum": 1},
+    "output_format": {"type": "string", "default": "webp", "enum": ["webp", "jpg", "png"]},
+    "output_quality": {"type": "integer", "default": 90, "minimum": 0, "maximum": 100},
+}
+# Models offered through REPLICATE_MODELS in the tests: one with no seed and a single-URI
+# output, one with no seed and an array, one community model by version whose output is an
+# object holding the file.
+RECRAFT = "recraft-ai/recraft-v3"
+RECRAFT_SIZES = ["1024x1024", "1365x1024", "1024x1365", "1536x1024", "1024x1536", "1820x1024",
+                 "1024x1820"]
+RECRAFT_INPUTS = {
+    "prompt": {"type": "string", "required": True},
+    "size": {"type": "string", "default": "1024x1024", "enum": RECRAFT_SIZES},
+    "aspect_ratio": {"type": "string", "default": "Not set",
+                     "enum": ["Not set", "1:1", "4:3", "3:4", "16:9", "9:16"]},
+    "style": {"type": "string", "default": "any",
+              "enum": ["any", "realistic_image", "digital_illustration", "vector_illustration"]},
+}
+SEEDREAM = "bytedance/seedream-4"
+SEEDREAM_INPUTS = {
+    "prompt": {"type": "string", "required": True},
+    "size": {"type": "string", "default": "2K", "enum": ["1K", "2K", "4K", "custom"]},
+    "aspect_ratio": {"type": "string", "default": "match_input_image",
+                     "enum": ["match_input_image", "1:1", "4:3", "3:4", "16:9", "9:16"]},
+    "width": {"type": "integer", "default": 2048, "minimum": 1024, "maximum": 4096},
+    "height": {"type": "integer", "default": 2048, "minimum": 1024, "maximum": 4096},
+    "max_images": {"type": "integer", "default": 1, "minimum": 1, "maximum": 15},
+    "image_input": {"type": "array", "items": {"type": "string", "format": "uri"}},
+    "enhance_prompt": {"type": "boolean", "default": True},
+}
+PIXEL = "acme/pixel-art"
+PIXEL_VERSION = "5d8c2b0e7a1f4b3c9e6d0a2b4c6e8f0a1b3c5d7e9f1a3b5c7d9e1f3a5b7c9d1e"
+PIXEL_INPUTS = {
+    "prompt": {"type": "string", "required": True},
+    "negative_prompt": {"type": "string", "default": ""},
+    "width": {"type": "integer", "default": 768, "minimum": 256, "maximum": 1536},
+    "height": {"type": "integer", "default": 768, "minimum": 256, "maximum": 1536},
+    "num_inference_steps": {"type": "integer", "default": 20, "minimum": 1, "maximum": 40},
+    "guidance_scale": {"type": "number", "default": 4, "minimum": 0, "maximum": 8},
+    "seed": {"type": "integer"},
+    "palette": {"type": "string", "default": "nes", "enum": ["nes", "gameboy", "pico8"]},
+    "pixel_size": {"type": "integer", "default": 4, "minimum": 1, "maximum": 16},
+    "dither": {"type": "boolean", "default": False},
+}
+
 MODELS = {
     SDXL: {
         "version": SDXL_VERSION,
@@ -116,6 +189,45 @@ MODELS = {
         "inputs": FLUX_SCHNELL_INPUTS,
         "official": True,
         "description": "The fastest image generation model",
+    },
+    FLUX_DEV: {
+        "version": "6e4a938f85952bdabcc15fa9b4b6b0a3bd2b4ae1d4f5c6a8b7a1e6f3d2c0b9a8",
+        "inputs": FLUX_DEV_INPUTS,
+        "official": True,
+        "description": "A 12 billion parameter rectified flow transformer",
+    },
+    FLUX_PRO: {
+        "version": "80a09d66baa990429c2f5ae8a4306bf778a1b3775afd01cc2cc8bdbe9033769c",
+        "inputs": FLUX_PRO_INPUTS,
+        "official": True,
+        "output": "uri",
+        "description": "Faster, better FLUX Pro",
+    },
+    SD35_LARGE: {
+        "version": "e6c4657fe1b3f078fb26d68a1413bc8013e2b085504dd84a33e26e16fb95a593",
+        "inputs": SD35_LARGE_INPUTS,
+        "official": True,
+        "description": "A text-to-image model that generates high-resolution images",
+    },
+    RECRAFT: {
+        "version": "2b0e1d5c8a7f6e4d3c2b1a0f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d",
+        "inputs": RECRAFT_INPUTS,
+        "official": True,
+        "output": "uri",
+        "description": "Recraft V3",
+    },
+    SEEDREAM: {
+        "version": "9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c2d1e0f9a8b",
+        "inputs": SEEDREAM_INPUTS,
+        "official": True,
+        "description": "Unified text-to-image generation and precise single-sentence editing",
+    },
+    PIXEL: {
+        "version": PIXEL_VERSION,
+        "inputs": PIXEL_INPUTS,
+        "official": False,
+        "output": "object",
+        "description": "Pixel art from a prompt",
     },
 }
 VERSIONS = {spec["version"]: name for name, spec in MODELS.items()}
@@ -152,7 +264,7 @@ HTTP_FAULTS = {
 }
 FAULTS = set(HTTP_FAULTS) | set(
     "422 echo-auth drop nsfw model-error never slow wait-empty output-404 garbage truncated bomb "
-    "data-url".split()
+    "data-url only-seed".split()
 )
 BODY_KEYS = ("input", "webhook", "webhook_completed", "webhook_events_filter", "stream")
 JSON_TYPES = {str: "string", bool: "boolean", int: "integer", float: "number", list: "array"}
@@ -223,16 +335,46 @@ def _validate_input(values, inputs: dict) -> list[dict]:
     return problems
 
 
+def _output_size(values: dict) -> tuple[int, int]:
+    """The size a model makes from its inputs: width/height, an aspect ratio or a size name."""
+    aspect = values.get("aspect_ratio")
+    if "width" in values and aspect in (None, "custom") and values["width"] is not None:
+        return int(values["width"]), int(values["height"])
+    if aspect in FLUX_SIZES:
+        width, height = FLUX_SIZES[aspect]
+        if values.get("megapixels") == "0.25":
+            width, height = width // 32 * 16, height // 32 * 16
+        return width, height
+    size = str(values.get("size") or "")
+    if "x" in size:
+        width, height = size.split("x")
+        return int(width), int(height)
+    return 1024, 1024
+
+
 def _not_allowed(where: str, name: str) -> dict:
     return _field(
         "additional_property_not_allowed", where, f"Additional property {name} is not allowed"
     )
 
 
-def _openapi_schema(inputs: dict) -> dict:
-    properties = {}
+OUTPUTS = {
+    "array": {"type": "array", "title": "Output", "items": {"type": "string", "format": "uri"}},
+    "uri": {"type": "string", "title": "Output", "format": "uri"},
+    "object": {"type": "object", "title": "Output",
+               "properties": {"image": {"type": "string", "format": "uri"}}},
+}
+
+
+def _openapi_schema(inputs: dict, output: str = "array") -> dict:
+    """A Cog schema as Replicate serves it: each enum is a named schema behind allOf/$ref."""
+    properties, named = {}, {}
     for order, (name, spec) in enumerate(inputs.items()):
         prop = {key: value for key, value in spec.items() if key != "required"}
+        if "enum" in prop:
+            named[name] = {"enum": prop.pop("enum"), "type": prop.pop("type"), "title": name,
+                           "description": "An enumeration."}
+            prop["allOf"] = [{"$ref": f"#/components/schemas/{name}"}]
         prop.update({"title": name.replace("_", " ").title(), "x-order": order})
         properties[name] = prop
     return {
@@ -247,11 +389,8 @@ def _openapi_schema(inputs: dict) -> dict:
                     "required": [name for name, spec in inputs.items() if spec.get("required")],
                     "properties": properties,
                 },
-                "Output": {
-                    "type": "array",
-                    "title": "Output",
-                    "items": {"type": "string", "format": "uri"},
-                },
+                "Output": OUTPUTS[output],
+                **named,
             }
         },
     }
@@ -269,6 +408,8 @@ class _Prediction:
     run_time: float
     files: list[tuple[int, int, str]]  # (width, height, format) of each output
     error: str | None = None
+    shape: str = "array"  # of the output: array, uri or object
+    has_seed: bool = True
     created: float = field(default_factory=time.time)
     canceled: float | None = None
 
@@ -297,8 +438,8 @@ class FakeReplicate(FakeServer):
     Attributes: `api_token`; `run_time` (seconds a prediction takes, default 0.2);
     `max_wait` (cap on how long a `Prefer: wait` create is held, default 5.0);
     `requests` (every request received); `cancels` (ids of predictions a cancel was received for);
-    `predictions` (id -> prediction JSON as it stands now); `reset()` (forgets all of it and
-    restores run_time and max_wait).
+    `predictions` (id -> prediction JSON as it stands now); `finish(id)` (ends a running
+    prediction now); `reset()` (forgets all of it and restores run_time and max_wait).
     """
 
     def __init__(
@@ -335,6 +476,13 @@ class FakeReplicate(FakeServer):
             self._cancels.clear()
             self._files.clear()
         self.run_time, self.max_wait = self._defaults
+
+    def finish(self, prediction_id: str) -> None:
+        """End a running prediction now, as if its run time were up (a test's event, no clock)."""
+        with self._state:
+            prediction = self._predictions[prediction_id]
+            prediction.run_time = max(time.time() - prediction.created, 0.001)
+            self._state.notify_all()
 
     def stop(self) -> None:
         self.stopping.set()
@@ -386,7 +534,7 @@ class FakeReplicate(FakeServer):
             "id": spec["version"],
             "created_at": "2023-10-10T17:00:00.000000Z",
             "cog_version": "0.8.6",
-            "openapi_schema": _openapi_schema(spec["inputs"]),
+            "openapi_schema": _openapi_schema(spec["inputs"], spec.get("output", "array")),
         }
 
     def _model(self, request, model):
@@ -469,6 +617,8 @@ class FakeReplicate(FakeServer):
         faults, unknown = parse_faults(body["input"].get("prompt") or "", FAULTS)
         if unknown:
             return _problem(400, "Unknown fault marker", f"The fake does not know {unknown[0]}.")
+        if "only-seed" in faults and str(body["input"].get("seed")) != faults["only-seed"]:
+            faults = {}  # the markers concern another member of a batch
         if "drop" in faults:
             return DROP
         if "echo-auth" in faults:
@@ -508,19 +658,15 @@ class FakeReplicate(FakeServer):
     def _new_prediction(self, model: str, given: dict, faults: dict) -> _Prediction:
         inputs = MODELS[model]["inputs"]
         values = {name: given.get(name, spec.get("default")) for name, spec in inputs.items()}
-        seed = values["seed"]
+        seed = values.get("seed")
+        seed = int(seed) if seed is not None else random.randint(0, 2**32 - 1)
         if model == SDXL:
-            seed = int(seed) if seed is not None else random.randint(0, 65535)
-            width, height, fmt = int(values["width"]), int(values["height"]), "png"
-        else:
-            seed = int(seed) if seed is not None else random.randint(0, 2**32 - 1)
-            width, height = FLUX_SIZES[values["aspect_ratio"]]
-            if values["megapixels"] == "0.25":
-                width, height = width // 32 * 16, height // 32 * 16
-            fmt = values["output_format"]
+            seed = int(values["seed"]) if values["seed"] is not None else random.randint(0, 65535)
+        width, height = _output_size(values)
+        fmt = values.get("output_format", "png")
         error = None
         if "nsfw" in faults:
-            error = NSFW_ERRORS[model]
+            error = NSFW_ERRORS.get(model, NSFW_ERRORS[FLUX_SCHNELL])
         elif "model-error" in faults:
             error = MODEL_ERROR
         elif width % 8 or height % 8 or width <= 0 or height <= 0:
@@ -537,10 +683,12 @@ class FakeReplicate(FakeServer):
             version=MODELS[model]["version"],
             input=given,
             seed=seed,
-            steps=int(values["num_inference_steps"]),
+            steps=int(values.get("num_inference_steps") or values.get("steps") or 1),
             faults=faults,
             run_time=run_time,
-            files=[(width, height, fmt)] * int(values["num_outputs"]),
+            files=[(width, height, fmt)] * int(values.get("num_outputs") or 1),
+            shape=MODELS[model].get("output", "array"),
+            has_seed="seed" in inputs,
             error=error,
         )
 
@@ -591,7 +739,7 @@ class FakeReplicate(FakeServer):
         now = time.time()
         actual = p.status(now)
         status = status or actual
-        logs = f"Using seed: {p.seed}\n"
+        logs = f"Using seed: {p.seed}\n" if p.has_seed else ""
         if status != "starting":
             fraction = min(1.0, (now - p.created) / p.run_time) if p.run_time else 1.0
             if actual == "canceled" or "never" in p.faults:
@@ -602,6 +750,10 @@ class FakeReplicate(FakeServer):
         output = None
         if actual == "succeeded" and status != "starting":
             output = [self._output_url(p, i) for i in range(len(p.files))]
+            if p.shape == "uri":
+                output = output[0]
+            elif p.shape == "object":
+                output = {"image": output[0]}
         finished = actual in ("succeeded", "failed", "canceled")
         completed = p.finished_at() if finished else None
         body = {

@@ -2,7 +2,9 @@
 
 A fake subclasses `FakeServer` and implements `handle(request) -> Response | DROP`. The server
 listens on 127.0.0.1 on a free port, answers from daemon threads, and records every request it
-receives in `.requests` (a snapshot list of `Request`, safe to read from any thread).
+receives in `.requests` (a snapshot list of `Request`, safe to read from any thread). A fake may
+hold an answer until the test calls `release()` (`hold()`), so a test waits on an event, not on
+the clock.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import re
 import struct
 import threading
+import time
 import traceback
 import zlib
 from dataclasses import dataclass, field
@@ -65,6 +68,7 @@ class Request:
     files: list[str] | None = None
     json: Any = None
     body: Any = None
+    received_at: float = field(default_factory=time.monotonic)  # when the body was read
 
     @property
     def content_type(self) -> str:
@@ -200,6 +204,7 @@ class FakeServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.stopping = threading.Event()
+        self._released = threading.Event()
 
     @property
     def url(self) -> str:
@@ -239,6 +244,20 @@ class FakeServer:
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
+        self._released.clear()
+
+    def release(self) -> None:
+        """Let every held answer (the `hold` fault) go, and any later one, until reset()."""
+        self._released.set()
+
+    def hold(self, at_most: float = 120) -> None:
+        """Wait for release() (or the server stopping; at most `at_most` seconds, so a test that
+        never releases cannot hang the suite)."""
+        deadline = time.monotonic() + at_most
+        while not self._released.is_set() and not self.stopping.is_set():
+            if time.monotonic() >= deadline:
+                return
+            self._released.wait(0.05)
 
     def sleep(self, seconds: float) -> None:
         """Sleep, waking early when the server stops."""

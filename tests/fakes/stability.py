@@ -8,6 +8,7 @@ Serves:
 Faults are chosen per request by markers in the prompt, e.g. "a cat [fault:402]":
   401 402 403 413 422 429 500   answer with that error (the real body shape)
   slow=SECONDS                  sleep, then answer normally
+  hold                          answer normally once the test calls release()
   filtered                      200, finish reason CONTENT_FILTERED, a grey image
   garbage / truncated / bomb    200 whose image is not an image / cut in half /
                                 a small PNG claiming 60000x60000 pixels
@@ -117,6 +118,7 @@ ERROR_FAULTS = {
 }
 FAULTS = set(ERROR_FAULTS) | {
     "slow",
+    "hold",
     "filtered",
     "garbage",
     "truncated",
@@ -457,6 +459,8 @@ class FakeStability(FakeServer):
     def _fault(self, request: Request, faults: dict, v1: bool):
         """Sleep for delay/slow, then return the fault's answer (None: answer normally)."""
         self.sleep(self.delay + float(faults.get("slow") or 0))
+        if "hold" in faults:
+            self.hold()
         if "drop" in faults:
             return DROP
         if "echo-auth" in faults:
