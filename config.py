@@ -39,6 +39,37 @@ def _secret_key(instance_path: Path) -> str:
     return key
 
 
+def database_url(url: str) -> str:
+    """The SQLAlchemy URL, with PostgreSQL's usual spellings sent to the psycopg 3 driver."""
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
+
+
+def shared_deployment(config) -> str | None:
+    """What makes this one node of several (PostgreSQL, a bucket), or None for one machine."""
+    if config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        return "DATABASE_URL is PostgreSQL"
+    if config.get("S3_BUCKET"):
+        return "S3_BUCKET is set"
+    return None
+
+
+class ConfigurationError(RuntimeError):
+    """A setting that the app cannot start without; the message says which and why."""
+
+
+def require_shared_secret(config) -> None:
+    """Every node of a deployment must sign sessions and CSRF tokens with the same key."""
+    reason = shared_deployment(config)
+    if reason and not config.get("SECRET_KEY"):
+        raise ConfigurationError(
+            f"SECRET_KEY must be set: {reason}, so this app may run as several nodes, and all "
+            "of them must share one SECRET_KEY (a key made by one node is unknown to the others)."
+        )
+
+
 def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH) -> dict:
     """Settings for one app, from the environment; create_app() applies overrides on top.
 
@@ -51,8 +82,9 @@ def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH
     if not images_dir.is_absolute():
         images_dir = BASE_DIR / images_dir
     config = {
-        "SECRET_KEY": _env("SECRET_KEY") or _secret_key(instance),
-        "SQLALCHEMY_DATABASE_URI": _env("DATABASE_URL", f"sqlite:///{instance / 'app.db'}"),
+        "SECRET_KEY": _env("SECRET_KEY"),
+        "SQLALCHEMY_DATABASE_URI": database_url(
+            _env("DATABASE_URL", f"sqlite:///{instance / 'app.db'}")),
         "IMAGES_DIR": str(images_dir),
         "S3_BUCKET": _env("S3_BUCKET"),
         "S3_ENDPOINT_URL": _env("S3_ENDPOINT_URL"),
@@ -79,6 +111,8 @@ def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH
         "SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True},
         "SESSION_COOKIE_SAMESITE": "Lax",
     }
+    if not config["SECRET_KEY"] and not shared_deployment(config):
+        config["SECRET_KEY"] = _secret_key(instance)  # one machine: kept in the instance folder
     configured = [
         name
         for name, key in (("stability", "STABILITY_API_KEY"), ("replicate", "REPLICATE_API_TOKEN"),

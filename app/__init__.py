@@ -7,12 +7,11 @@ from pathlib import Path
 from flask import Flask, send_from_directory
 from sqlalchemy import event
 
-from config import BASE_DIR, load_config
+from config import BASE_DIR, database_url, load_config, require_shared_secret
 
-from .extensions import csrf, db, limiter, migrate
+from .extensions import csrf, db, migrate
 from .generation import GenerationService
 from .providers import build_providers
-from .ratelimit import SQLiteStorage
 from .storage import store_from_config
 
 
@@ -25,9 +24,12 @@ def create_app(overrides: dict | None = None) -> Flask:
     )
     app.config.update(load_config(app.instance_path))
     app.config.update(overrides or {})
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url(app.config["SQLALCHEMY_DATABASE_URI"])
+    require_shared_secret(app.config)
     register_extensions(app)
     register_services(app)
     register_blueprints(app)
+    register_rate_limit(app)
     register_error_handlers(app)
     register_security(app)
     register_cli(app)
@@ -35,15 +37,12 @@ def create_app(overrides: dict | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
+        options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+        options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     csrf.init_app(app)
-    app.config.setdefault(
-        "RATELIMIT_STORAGE_URI",
-        app.config["RATE_LIMIT_STORAGE_URI"]
-        or f"{SQLiteStorage.STORAGE_SCHEME[0]}:///{Path(app.instance_path) / 'ratelimit.db'}",
-    )
-    limiter.init_app(app)
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -78,6 +77,12 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(web_bp)
     app.add_url_rule("/health", view_func=health)
+
+
+def register_rate_limit(app: Flask) -> None:
+    from .ratelimit import register
+
+    register(app)
 
 
 def register_error_handlers(app: Flask) -> None:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
+import sqlalchemy as sa
 from flask import Flask, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from .api.errors import error_response
-from .extensions import limiter
+from .extensions import db
 from .params import ValidationFailed
 from .providers.base import ProviderError
+from .ratelimit import current_limiter
 from .storage import StorageError
 
 MESSAGES = {
@@ -41,7 +44,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(RateLimitExceeded)
     def rate_limited(exc: RateLimitExceeded):
-        current = limiter.current_limit
+        current = current_limiter().current_limit
         wait = max(1, math.ceil(current.reset_at - time.time())) if current else 60
         detail = f"Rate limit of {exc.description} exceeded; try again in {wait} s."
         if wants_json():
@@ -57,6 +60,21 @@ def register(app: Flask) -> None:
     def provider_error(exc: ProviderError):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
         return error_response(exc.status, exc.detail, exc.code, headers)
+
+    @app.errorhandler(sa.exc.OperationalError)
+    @app.errorhandler(sa.exc.InterfaceError)
+    def database_unavailable(exc: sa.exc.DBAPIError):
+        """The database went away (or is locked): a 503 the client may retry, no details."""
+        app.logger.warning("Database unavailable on %s %s: %s", request.method, request.path,
+                           type(exc.orig).__name__ if exc.orig is not None else type(exc).__name__)
+        with contextlib.suppress(sa.exc.SQLAlchemyError):
+            db.session.rollback()
+        detail = "The database is unavailable; try again shortly."
+        headers = {"Retry-After": "5"}
+        if wants_json():
+            return error_response(503, detail, headers=headers)
+        return render_template("error.html", status=503, title="Service unavailable",
+                               message=detail), 503, headers
 
     @app.errorhandler(StorageError)
     def storage_error(exc: StorageError):

@@ -1,7 +1,8 @@
-"""One unbound object per Flask extension, bound to an app in create_app()."""
+"""One unbound object per Flask extension, bound to an app in create_app().
 
-from flask_limiter import Limiter
-from flask_limiter.util import get_remote_address
+The rate limiter is not here: each app makes its own (app/ratelimit.py).
+"""
+
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from flask_wtf import CSRFProtect
@@ -15,4 +16,3 @@ class Base(DeclarativeBase):
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 migrate = Migrate()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=get_remote_address, strategy="fixed-window")

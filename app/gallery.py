@@ -11,12 +11,13 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from flask import abort
+from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from .extensions import db
 from .models import Image, collection_image
 from .params import PROVIDER_NAMES, ValidationFailed
 
-MAX_ID = 2**63 - 1  # SQLite's integers; a larger id names no image
+MAX_ID = 2**63 - 1  # SQLite's integers and PostgreSQL's bigint; a larger id names no image
 
 
 def get_or_404(image_id: int) -> Image:
@@ -47,31 +48,60 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         stamp, image_id = raw.split("|")
-        return datetime.fromisoformat(stamp).astimezone(UTC), int(image_id)
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        decoded = datetime.fromisoformat(stamp).astimezone(UTC), int(image_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError, OverflowError) as exc:
         raise BadCursor(cursor) from exc
+    if not 0 <= decoded[1] <= MAX_ID:
+        raise BadCursor(cursor)
+    return decoded
 
 
-# The full-text index that migration 0002 adds on SQLite (external content: rowid is image.id).
+# The full-text indexes: on SQLite an FTS5 table (migration 0002; external content, rowid is
+# image.id), on PostgreSQL a generated tsvector column with a GIN index (0003). This is the one
+# place that speaks either dialect.
 _image_fts = sa.table("image_fts", sa.column("rowid", sa.Integer))
-_has_fts: weakref.WeakKeyDictionary[sa.Engine, bool] = weakref.WeakKeyDictionary()
+_search_vector = sa.column("search_vector", type_=TSVECTOR)
+_FIND_INDEX = {
+    "sqlite": "SELECT count(*) FROM sqlite_master WHERE name = 'image_fts'",
+    "postgresql": "SELECT count(*) FROM information_schema.columns"
+                  " WHERE table_schema = current_schema() AND table_name = 'image'"
+                  " AND column_name = 'search_vector'",
+}
+_index_of: weakref.WeakKeyDictionary[sa.Engine, str | None] = weakref.WeakKeyDictionary()
 _TOKEN_CHAR = re.compile(r"[^\W_]")
+_TOKEN = re.compile(r"[^\W_]+")
 
 
-def _full_text_index() -> bool:
-    """Whether this database has the FTS5 index (SQLite at migration 0002 or later)."""
+def _full_text_index() -> str | None:
+    """This database's full-text index ("sqlite" or "postgresql"), or None before its migration."""
     engine = db.engine
-    if engine not in _has_fts:
-        _has_fts[engine] = engine.dialect.name == "sqlite" and db.session.scalar(
-            sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'image_fts'")
-        ) == 1
-    return _has_fts[engine]
+    if engine not in _index_of:
+        found = _FIND_INDEX.get(engine.dialect.name)
+        _index_of[engine] = (engine.dialect.name if found and db.session.scalar(sa.text(found))
+                             else None)
+    return _index_of[engine]
 
 
 def _like(word: str):
     pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return sa.or_(Image.prompt.ilike(pattern, escape="\\"),
                   Image.negative_prompt.ilike(pattern, escape="\\"))
+
+
+def _fts5_match(words: list[str]):
+    phrases = ['"' + word.replace('"', '""') + '"*' for word in words]
+    match = sa.literal_column("image_fts").op("MATCH")(" AND ".join(phrases))
+    return Image.id.in_(sa.select(_image_fts.c.rowid).where(match))
+
+
+def _tsvector_match(words: list[str]):
+    # A word's letter-and-digit runs in a row (as FTS5 reads a quoted phrase), the last one a
+    # prefix; the runs hold no quotes or operators, so nothing typed is query syntax.
+    phrases = [" <-> ".join(f"'{token}'" for token in _TOKEN.findall(word)) + ":*"
+               for word in words]
+    query = sa.func.to_tsquery(sa.literal_column("'imagegen_search'::regconfig"),
+                               " & ".join(f"({phrase})" for phrase in phrases))
+    return _search_vector.op("@@")(query)
 
 
 def _search(q: str) -> list:
@@ -82,14 +112,31 @@ def _search(q: str) -> list:
     is only a substring match. Each word is quoted, so FTS syntax (AND, NEAR, *, -) is plain text.
     """
     words = q.split()
-    if not _full_text_index():
+    index = _full_text_index()
+    if index is None:
         return [_like(word) for word in words]
-    phrases = ['"' + word.replace('"', '""') + '"*' for word in words if _TOKEN_CHAR.search(word)]
+    indexed = [word for word in words if _TOKEN_CHAR.search(word)]
     conditions = [_like(word) for word in words if not word.isalnum()]
-    if phrases:
-        match = sa.literal_column("image_fts").op("MATCH")(" AND ".join(phrases))
-        conditions.insert(0, Image.id.in_(sa.select(_image_fts.c.rowid).where(match)))
+    if indexed:
+        match = _fts5_match if index == "sqlite" else _tsvector_match
+        conditions.insert(0, match(indexed))
     return conditions
+
+
+# Records per provider, kept by a trigger on PostgreSQL (0003, with the search column): counting
+# a large table there reads all of it.
+_image_count = sa.table("image_count", sa.column("provider", sa.String),
+                        sa.column("images", sa.BigInteger))
+
+
+def _total(conditions: list, provider: str | None) -> int:
+    """How many records match: from the kept counts when only a provider (or nothing) is asked."""
+    if _full_text_index() == "postgresql" and len(conditions) == (1 if provider else 0):
+        query = sa.select(sa.func.coalesce(sa.func.sum(_image_count.c.images), 0))
+        if provider:
+            query = query.where(_image_count.c.provider == provider)
+        return int(db.session.scalar(query))
+    return db.session.scalar(sa.select(sa.func.count()).select_from(Image).where(*conditions))
 
 
 FILTERS = ("q", "provider", "model", "favorite", "collection", "since", "until", "batch")
@@ -206,7 +253,7 @@ def page(limit: int = 50, before: str | None = None, q: str | None = None,
     `filters` are the others of FILTERS (model, favorite, collection, since, until, batch).
     """
     conditions = _filters(q, provider, **filters)
-    total = db.session.scalar(sa.select(sa.func.count()).select_from(Image).where(*conditions))
+    total = _total(conditions, provider)
     key = sa.tuple_(Image.created_at, Image.id)
     query = sa.select(Image.id).where(*conditions)
     if after:

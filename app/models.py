@@ -60,7 +60,9 @@ class Image(db.Model):
         {"sqlite_autoincrement": True},
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # bigint on PostgreSQL (ids as large as SQLite's); SQLite's AUTOINCREMENT needs INTEGER.
+    id: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+                                    primary_key=True)
     filename: Mapped[str] = mapped_column(sa.String(120), unique=True)
     prompt: Mapped[str] = mapped_column(sa.Text)
     negative_prompt: Mapped[str] = mapped_column(sa.Text, default="")

@@ -1,20 +1,30 @@
-"""The generation rate limit, counted in one place for every worker of a deployment.
+"""The generation rate limit, counted in one place for every worker (and node) of a deployment.
 
 Flask-Limiter keeps the counters; by default they live in a small SQLite file in the instance
 folder, so several gunicorn workers share them (a per-process counter would multiply the limit).
-RATE_LIMIT_STORAGE_URI may name any store the `limits` package knows (redis://, memcached://).
+RATE_LIMIT_STORAGE_URI may name any store the `limits` package knows: `redis://` for several
+nodes. When that store is unreachable, each process counts on its own in memory and logs a
+warning, until the store answers again.
+
+Each app gets a Limiter of its own: one module-level Limiter would keep the storage, the switch
+and the fallback of whichever app configured it last for every app in the process.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
-from flask import current_app
+from flask import Flask, current_app
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
 from limits.storage import Storage
 
-from .extensions import limiter
+# Timeouts for a networked counter store: a store that hangs must not hold up a request.
+NETWORK_STORE_OPTIONS = {"socket_connect_timeout": 1, "socket_timeout": 1}
 
 
 class SQLiteStorage(Storage):
@@ -81,6 +91,44 @@ class SQLiteStorage(Storage):
         self._connection().execute("DELETE FROM counters WHERE key = ?", (key,))
 
 
-# Generation requests from the form and the API count against one shared limit per address.
-generation_limit = limiter.shared_limit(lambda: current_app.config["RATE_LIMIT"],
-                                        scope="generation")
+def generation_limit(view):
+    """Marks a view whose requests count against RATE_LIMIT; register() applies it per app."""
+    view.generation_limited = True
+    return view
+
+
+def register(app: Flask) -> None:
+    """This app's own Limiter, applied to every view marked with @generation_limit."""
+    config = app.config
+    default_store = f"{SQLiteStorage.STORAGE_SCHEME[0]}:///{Path(app.instance_path) / 'ratelimit.db'}"
+    uri = (config.get("RATE_LIMIT_STORAGE_URI") or config.get("RATELIMIT_STORAGE_URI")
+           or default_store)
+    config["RATELIMIT_STORAGE_URI"] = uri
+    if uri.startswith(("redis", "rediss", "memcached", "valkey")):
+        for name, value in NETWORK_STORE_OPTIONS.items():
+            config.setdefault("RATELIMIT_STORAGE_OPTIONS", {}).setdefault(name, value)
+    config.setdefault("RATELIMIT_IN_MEMORY_FALLBACK_ENABLED", True)
+    config.setdefault("RATELIMIT_SWALLOW_ERRORS", True)
+    limiter = Limiter(key_func=get_remote_address, strategy="fixed-window")
+    limiter.init_app(app)
+    limiter.logger = app.logger  # "falling back to in-memory storage" reaches the app's log
+    app.extensions["rate_limiter"] = limiter
+    shared = limiter.shared_limit(lambda: current_app.config["RATE_LIMIT"], scope="generation")
+    for endpoint, view in list(app.view_functions.items()):
+        if getattr(view, "generation_limited", False):
+            app.view_functions[endpoint] = shared(view)
+
+
+def current_limiter() -> Limiter:
+    return current_app.extensions["rate_limiter"]
+
+
+def store_status() -> str | None:
+    """"ok" or "error" for a configured counter store (RATE_LIMIT_STORAGE_URI); None by default."""
+    if not current_app.config.get("RATE_LIMIT_STORAGE_URI"):
+        return None
+    try:
+        return "ok" if current_limiter().storage.check() else "error"
+    except Exception:  # any failure of the store's client means it is unreachable
+        logging.getLogger(__name__).warning("rate-limit store check failed", exc_info=True)
+        return "error"

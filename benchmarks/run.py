@@ -18,6 +18,7 @@ import bench_curate  # noqa: E402
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
+import bench_postgres  # noqa: E402
 import bench_store  # noqa: E402
 from common import LIBRARY_SIZE, copy_of_library, machine, print_rows, verdict  # noqa: E402
 from server import GUNICORN_SETUP, Gunicorn, memory_row  # noqa: E402
@@ -76,6 +77,7 @@ def main() -> None:
             rows += bench_generate.run(server, chosen)
             rows.append(memory_row(server))
     rows += bench_batches.run()
+    rows += bench_postgres.run()
     seconds = time.perf_counter() - started
     print()
     print_rows(rows)

@@ -39,11 +39,16 @@ target_db = current_app.extensions['migrate'].db
 # ... etc.
 
 
-# The SQLite full-text index (a virtual table and its shadow tables, made by migration 0002) has
-# no model: autogenerate and `flask db check` leave it alone.
+# The full-text indexes have no model: on SQLite a virtual table and its shadow tables
+# (migration 0002), on PostgreSQL a generated tsvector column and its GIN index, and the
+# trigger-kept record counts (0003). Autogenerate and `flask db check` leave them alone.
 def include_name(name, type_, parent_names):
     if type_ == 'table':
-        return not (name == 'image_fts' or name.startswith('image_fts_'))
+        return not (name in ('image_fts', 'image_count') or name.startswith('image_fts_'))
+    if type_ == 'column' and parent_names.get('table_name') == 'image':
+        return name != 'search_vector'
+    if type_ == 'index':
+        return name != 'ix_image_search'
     return True
 
 

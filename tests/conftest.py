@@ -1,4 +1,10 @@
-"""Fixtures: an app per test on its own SQLite file and images folder, fakes, a live server."""
+"""Fixtures: an app per test on its own database and images folder, fakes, a live server.
+
+Every test that builds an app through `make_app` (or `app`, `client`, ...) runs twice, on SQLite
+and on PostgreSQL (the `database` parameter); a module or test marked `sqlite_only` (it never
+touches the database, or sets up its own) runs once. The PostgreSQL variants skip where PostgreSQL
+is not installed (and fail under REQUIRE_SERVERS=1).
+"""
 
 from __future__ import annotations
 
@@ -29,6 +35,113 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from app import create_app  # noqa: E402
 
+DATABASES = ("sqlite", "postgresql")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sqlite_only: runs on SQLite alone (no database work, "
+                                       "or a setup of its own)")
+
+
+def pytest_generate_tests(metafunc):
+    if "database" in metafunc.fixturenames:
+        only = metafunc.definition.get_closest_marker("sqlite_only")
+        metafunc.parametrize("database", DATABASES[:1] if only else DATABASES, indirect=True)
+
+
+@pytest.fixture
+def database(request):
+    """Which database the test's apps use: "sqlite" or "postgresql"."""
+    return getattr(request, "param", "sqlite")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL for the whole session, or a skip (a failure under REQUIRE_SERVERS=1)."""
+    from tests.servers import PostgresServer
+
+    server = PostgresServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres):
+    """A database at the newest migration, the template each test's database is made from."""
+    import flask_migrate
+
+    postgres.execute("CREATE DATABASE imagegen_template")
+    app = create_app({"SQLALCHEMY_DATABASE_URI": postgres.url("imagegen_template"),
+                      "TESTING": True, "SECRET_KEY": "test-secret",
+                      "RATELIMIT_STORAGE_URI": "memory://"})
+    with app.app_context():
+        flask_migrate.upgrade()
+        from app.extensions import db
+
+        db.engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template unused
+    return "imagegen_template"
+
+
+class PostgresDatabases:
+    """Fresh databases copied from the migrated template, dropped when the test ends."""
+
+    def __init__(self, server, template: str):
+        self.server, self.template, self.made = server, template, []
+
+    def new(self) -> str:
+        import uuid
+
+        name = f"test_{uuid.uuid4().hex[:12]}"
+        self.server.execute(f"CREATE DATABASE {name} TEMPLATE {self.template}")
+        self.made.append(name)
+        return self.server.url(name)
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            self.server.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def new_database(request, database, tmp_path):
+    """A function making a fresh, migrated database URL of the test's kind."""
+    if database == "postgresql":
+        databases = PostgresDatabases(request.getfixturevalue("postgres"),
+                                      request.getfixturevalue("postgres_template"))
+        yield databases.new
+        databases.drop_all()
+        return
+    template = request.getfixturevalue("migrated_db")
+    made = []
+
+    def new() -> str:
+        path = tmp_path / f"app{len(made)}.db"
+        shutil.copy(template, path)
+        made.append(path)
+        return f"sqlite:///{path}"
+
+    yield new
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server for the whole session, or a skip (a failure under REQUIRE_SERVERS=1)."""
+    from tests.servers import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied for this test (and started again if a test stopped it)."""
+    if redis_server.process.poll() is not None:
+        redis_server.start()
+    redis_server.flush()
+    return redis_server.url
+
 
 @pytest.fixture(scope="session")
 def migrated_db(tmp_path_factory):
@@ -46,17 +159,15 @@ def migrated_db(tmp_path_factory):
 
 
 @pytest.fixture
-def make_app(tmp_path, migrated_db):
+def make_app(tmp_path, new_database):
     """Build an app with overrides; every app gets a fresh database and images folder."""
     made = []
 
     def make(**overrides):
-        db_path = tmp_path / f"app{len(made)}.db"
-        shutil.copy(migrated_db, db_path)
         config = {
             "TESTING": True,
             "SECRET_KEY": "test-secret",
-            "SQLALCHEMY_DATABASE_URI": f"sqlite:///{db_path}",
+            "SQLALCHEMY_DATABASE_URI": overrides.get("SQLALCHEMY_DATABASE_URI") or new_database(),
             "IMAGES_DIR": str(tmp_path / f"images{len(made)}"),
             "RATELIMIT_ENABLED": False,
             "RATELIMIT_STORAGE_URI": "memory://",

@@ -240,22 +240,28 @@ def render_site(text: str, replacements: dict[str, str]) -> str:
 class Nginx:
     """nginx in the foreground with a copy of deploy/nginx.conf, included as sites-enabled is."""
 
-    def __init__(self, folder: Path, upstream: str, images_dir: Path,
-                 sites: dict[str, str] | None = None):
+    def __init__(self, folder: Path, upstream: str | None = None, images_dir: Path | None = None,
+                 sites: dict[str, str] | None = None, site: Path = NGINX_SITE,
+                 replacements: dict[str, str] | None = None):
+        """deploy/nginx.conf in front of `upstream` (serving `images_dir`), or another site file
+        with its example values (upstream addresses, ...) replaced by `replacements`; `sites`
+        are more files beside it."""
         self.binary = nginx_binary()
         self.folder = Path(folder)
         self.http_port, self.https_port = free_port(), free_port()
         self.url = f"https://127.0.0.1:{self.https_port}"
         self.http_url = f"http://127.0.0.1:{self.http_port}"
         self.cert, key = self_signed_certificate(self.folder / "tls")
-        site = render_site(NGINX_SITE.read_text(), {
+        values = {
             "listen 80;": f"listen 127.0.0.1:{self.http_port};",
             "listen 443 ssl;": f"listen 127.0.0.1:{self.https_port} ssl;",
-            "/srv/imagegen/static/images/": f"{images_dir}/",
-            "/srv/imagegen/static/": f"{ROOT / 'static'}/",
-            "127.0.0.1:8000": upstream,
-            "/etc/letsencrypt/live/imagegen.example.org/": f"{key.parent}/",
-        })
+        }
+        if images_dir is not None:
+            values["/srv/imagegen/static/images/"] = f"{images_dir}/"
+        values["/srv/imagegen/static/"] = f"{ROOT / 'static'}/"
+        values.update(replacements or {"127.0.0.1:8000": upstream})
+        values["/etc/letsencrypt/live/imagegen.example.org/"] = f"{key.parent}/"
+        site = render_site(Path(site).read_text(), values)
         (self.folder / "sites-enabled").mkdir(parents=True, exist_ok=True)
         (self.folder / "sites-enabled" / "imagegen").write_text(site)
         for name, text in (sites or {}).items():  # more files beside it (deploy/nginx-s3.conf)

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import LiveServer, screenshot
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.sqlite_only]  # its own live server
 
 
 def watch(page) -> list[str]:

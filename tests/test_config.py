@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from config import BASE_DIR, load_config
+from app import create_app
+from config import BASE_DIR, ConfigurationError, load_config
 from tests.conftest import APP_SETTINGS
 from tests.deploy import project_copy
 
@@ -60,6 +61,38 @@ def test_lists_and_relative_images_dir(tmp_path, monkeypatch):
     config = load_config(tmp_path)
     assert config["API_TOKENS"] == ["one", "two"]
     assert config["IMAGES_DIR"] == str(BASE_DIR / "media" / "out")
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    ("postgres://u:p@db.internal:5432/imagegen", "postgresql+psycopg://u:p@db.internal:5432/imagegen"),
+    ("postgresql://u@db/imagegen?sslmode=require",
+     "postgresql+psycopg://u@db/imagegen?sslmode=require"),
+    ("postgresql+psycopg://u@db/imagegen", "postgresql+psycopg://u@db/imagegen"),
+    ("sqlite:////srv/imagegen/app.db", "sqlite:////srv/imagegen/app.db"),
+])
+def test_postgresql_urls_use_psycopg(tmp_path, monkeypatch, given, expected):
+    monkeypatch.setenv("DATABASE_URL", given)
+    monkeypatch.setenv("SECRET_KEY", "shared")
+    assert load_config(tmp_path)["SQLALCHEMY_DATABASE_URI"] == expected
+
+
+@pytest.mark.parametrize("setting", [("DATABASE_URL", "postgres://u@db/imagegen"),
+                                     ("S3_BUCKET", "imagegen-images")])
+def test_several_nodes_need_a_shared_secret_key(tmp_path, monkeypatch, setting):
+    """With PostgreSQL or a bucket, no node may make up a key of its own: the app refuses."""
+    monkeypatch.setenv(*setting)
+    with pytest.raises(ConfigurationError, match="SECRET_KEY must be set") as refused:
+        create_app()
+    assert setting[0] in str(refused.value)
+    assert not (tmp_path / "secret_key").exists() and not load_config(tmp_path)["SECRET_KEY"]
+    result = subprocess.run([sys.executable, "-m", "flask", "--app", "wsgi", "db", "current"],
+                            cwd=BASE_DIR, env={**os.environ, setting[0]: setting[1]},
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr and "Traceback" not in result.stderr
+
+    monkeypatch.setenv("SECRET_KEY", "one key for every node")
+    assert load_config(tmp_path)["SECRET_KEY"] == "one key for every node"
 
 
 def test_dotenv_file_is_read_and_the_environment_wins(tmp_path, monkeypatch):

@@ -132,7 +132,9 @@ def test_failed_commit_leaves_no_object(s3_app, s3_server, s3_bucket, monkeypatc
     client = s3_app.test_client()
     with s3_app.app_context():
         monkeypatch.setattr(db.session, "commit", fail)
-        assert generate(client).status_code == 500
+        response = generate(client)
+        assert response.status_code == 503  # the database failing is a database_unavailable
+        assert response.get_json()["error"] == "database_unavailable"
     monkeypatch.undo()
     assert s3_server.keys(s3_bucket) == [] and records(s3_app) == 0
 

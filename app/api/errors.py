@@ -17,7 +17,7 @@ CODES = {
     429: "rate_limited",
     500: "internal_error",
     502: "upstream_error",
-    503: "unavailable",
+    503: "database_unavailable",
     504: "upstream_timeout",
 }
 

@@ -20,6 +20,8 @@ REF = "#/components/schemas/"
 
 # Why each status happens, in the words of the contract; the codes themselves come from the code.
 SITUATIONS = {
+    "database_unavailable": "The database does not answer (it went away, or is restarting); "
+                            "nothing was stored; try again after Retry-After seconds.",
     "provider_not_configured": "The provider's key is not configured on the server.",
     "unauthorized": "Missing or wrong API token (only when the server sets API_TOKENS).",
     "credits_exhausted": "The provider says the account is out of credits.",
@@ -35,6 +37,7 @@ SITUATIONS = {
                      "write; nothing was kept. Try again later.",
 }
 EXAMPLE_DETAILS = {
+    "database_unavailable": "The database is unavailable; try again shortly.",
     "provider_not_configured": "Provider 'stability' is not configured: set STABILITY_API_KEY.",
     "unauthorized": "Missing or invalid API token.",
     "credits_exhausted": "The provider account is out of credits.",
@@ -105,7 +108,7 @@ def error_response(status: int, *, generation: bool = False) -> dict:
     description = " ".join(f"`{code}`: {SITUATIONS.get(code, code)}" for code in codes)
     response: dict[str, Any] = {"description": description,
                                 "content": {"application/json": content}}
-    if status == 429:
+    if status in (429, 503):
         response["headers"] = {"Retry-After": {
             "description": "Seconds to wait before trying again.",
             "schema": {"type": "integer"}}}
@@ -331,6 +334,11 @@ def schemas() -> dict:
                 "database": {"type": "string", "enum": ["ok", "error"]},
                 "storage": {"type": "string", "enum": ["ok", "error"],
                             "description": "Whether the images folder or S3 bucket answers."},
+                "rate_limit_store": {
+                    "type": "string", "enum": ["ok", "error"],
+                    "description": "Only when RATE_LIMIT_STORAGE_URI is set: whether the shared "
+                                   "counter store answers (when not, each process counts on "
+                                   "its own)."},
             },
         },
     }
@@ -547,7 +555,7 @@ def paths() -> dict:
                             "X-Total-Count": {"description": "Records matching the filter.",
                                               "schema": {"type": "integer"}},
                         }},
-                **_errors(401, 422),
+                **_errors(401, 422, 503),
             },
         }},
         "/api/images/{image_id}": {
@@ -557,13 +565,13 @@ def paths() -> dict:
                 "summary": "One image record",
                 "tags": ["images"],
                 "responses": {"200": _json(image, "The record.", IMAGE_EXAMPLE),
-                              **_errors(401, 404)},
+                              **_errors(401, 404, 503)},
             },
             "delete": {
                 "operationId": "deleteImage",
                 "summary": "Delete an image: record, file and thumbnail",
                 "tags": ["images"],
-                "responses": {"204": {"description": "Deleted."}, **_errors(401, 404)},
+                "responses": {"204": {"description": "Deleted."}, **_errors(401, 404, 503)},
             },
         },
         "/api/providers": {"get": {

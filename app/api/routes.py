@@ -12,7 +12,7 @@ from .. import gallery
 from ..extensions import db
 from ..generation import service
 from ..params import ValidationFailed, error, validate
-from ..ratelimit import generation_limit
+from ..ratelimit import generation_limit, store_status
 from ..storage import StorageError, current_store
 
 bp = Blueprint("api", __name__)
@@ -127,6 +127,9 @@ def health():
         "database": database,
         "storage": storage,
     }
+    rate_limit_store = store_status()
+    if rate_limit_store:
+        body["rate_limit_store"] = rate_limit_store
     return jsonify(body), 200 if healthy else 503
 
 

@@ -1,7 +1,7 @@
 """the curated library: favourites, collections, SHA-256 and source of each file, imports
 
 Revision ID: 0005
-Revises: 0004
+Revises: 0003
 Create Date: 2026-12-01
 
 Imported images may not say their steps or CFG scale, so those become nullable (the seed already
@@ -18,7 +18,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0004'
+down_revision = '0003'
 branch_labels = None
 depends_on = None
 
@@ -124,7 +124,8 @@ def upgrade():
     _alter_image(nullable=True)
     op.create_table('collection_image',
     sa.Column('collection_id', sa.Integer(), nullable=False),
-    sa.Column('image_id', sa.Integer(), nullable=False),
+    sa.Column('image_id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'),
+              nullable=False),
     sa.Column('added_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['collection_id'], ['collection.id'], ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], ondelete='CASCADE'),
