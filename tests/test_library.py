@@ -12,7 +12,9 @@ import zipfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import flask_migrate
 import pytest
+import sqlalchemy as sa
 
 from app.extensions import db
 from app.models import Image
@@ -417,3 +419,20 @@ def test_new_routes_need_the_token(make_app):
         assert getattr(client, method)(path).status_code == 401, path
     response = client.get("/api/collections", headers={"Authorization": "Bearer secret"})
     assert response.status_code == 200
+
+
+# --- migration 0005 ---------------------------------------------------------------------------
+
+def test_migration_fills_sha256_of_the_stored_files(app, client, images_dir, capsys):
+    kept, lost = generate(client, "kept"), generate(client, "lost")
+    (images_dir / lost["filename"]).unlink()
+    with app.app_context():
+        flask_migrate.downgrade(revision="0003")
+        db.session.commit()
+        flask_migrate.upgrade()
+        db.session.remove()
+        digests = dict(db.session.execute(sa.select(Image.id, Image.sha256)).all())
+    assert digests == {kept["id"]: kept["sha256"], lost["id"]: None}
+    assert f"1 of 2 records have no readable file; their sha256 stays null (ids {lost['id']})" \
+        in capsys.readouterr().out
+    assert [r["id"] for r in client.get("/api/images?q=kept").get_json()] == [kept["id"]]
