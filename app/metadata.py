@@ -405,6 +405,14 @@ def _from_graph(graph: _Graph) -> dict:
         "scheduler": _str(graph.value(inputs.get("scheduler", sigmas.get("scheduler")))),
         "denoise": _float(graph.value(inputs.get("denoise", sigmas.get("denoise")))),
     }
+    guidance = _flux_guidance(graph, positive)
+    if guidance is not None:
+        parameters["guidance"] = guidance
+        cfg = _float(parameters["cfg_scale"])
+        # Flux is distilled: its sampler runs at CFG 1 (or has none) and the guidance is the
+        # value that plays the CFG scale's part.
+        if cfg is None or cfg == 1.0:
+            parameters["cfg_scale"] = guidance
     model_link = inputs.get("model", guider.get("model", sigmas.get("model")))
     loader = graph.upstream(
         model_link, lambda node: any(isinstance(graph.inputs(node).get(k), str)
@@ -424,12 +432,141 @@ def _from_graph(graph: _Graph) -> dict:
     return _clean(parameters)
 
 
+# The UI workflow keeps each node's widget values as a list, in the order of the node's inputs
+# (ComfyUI's INPUT_TYPES); a seed widget is followed by its "control after generate" choice.
+WIDGETS = {
+    "KSampler": ("seed", None, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+    "KSamplerAdvanced": ("add_noise", "noise_seed", None, "steps", "cfg", "sampler_name",
+                         "scheduler", "start_at_step", "end_at_step",
+                         "return_with_leftover_noise"),
+    "SamplerCustom": ("add_noise", "noise_seed", None, "cfg"),
+    "CLIPTextEncode": ("text",),
+    "CLIPTextEncodeSDXL": ("width", "height", "crop_w", "crop_h", "target_width",
+                           "target_height", "text_g", "text_l"),
+    "CLIPTextEncodeFlux": ("clip_l", "t5xxl", "guidance"),
+    "EmptyLatentImage": ("width", "height", "batch_size"),
+    "EmptySD3LatentImage": ("width", "height", "batch_size"),
+    "CheckpointLoaderSimple": ("ckpt_name",),
+    "CheckpointLoader": ("config_name", "ckpt_name"),
+    "UNETLoader": ("unet_name", "weight_dtype"),
+    "UnetLoaderGGUF": ("unet_name",),
+    "LoraLoader": ("lora_name", "strength_model", "strength_clip"),
+    "LoraLoaderModelOnly": ("lora_name", "strength_model"),
+    "HypernetworkLoader": ("hypernetwork_name", "strength"),
+    "FluxGuidance": ("guidance",),
+    "RandomNoise": ("noise_seed", None),
+    "KSamplerSelect": ("sampler_name",),
+    "BasicScheduler": ("scheduler", "steps", "denoise"),
+    "CFGGuider": ("cfg",),
+    "PrimitiveNode": ("value", None),
+    "SaveImage": ("filename_prefix",),
+}
+UNWIRED = ("Reroute",)  # pass their one input through
+MAX_WORKFLOW_NODES = 10_000
+
+
+def _link_table(links) -> dict:
+    """Link id -> (origin node id, origin slot), from the list or the object form."""
+    table = {}
+    for link in links if isinstance(links, list) else []:
+        if isinstance(link, list) and len(link) >= 5:
+            table[link[0]] = (link[1], link[2])
+        elif isinstance(link, dict) and "id" in link:
+            table[link["id"]] = (link.get("origin_id"), link.get("origin_slot", 0))
+    return table
+
+
+def workflow_graph(workflow: dict) -> dict:
+    """The UI workflow as an API graph: {id: {"class_type", "inputs"}} with links as [id, slot].
+
+    Widget values are named by WIDGETS (or taken as they are when a node keeps them by name);
+    a widget fed by a link takes the link. Nodes of unknown types keep their links only.
+    """
+    nodes = [n for n in workflow.get("nodes", [])[:MAX_WORKFLOW_NODES] if isinstance(n, dict)]
+    links = _link_table(workflow.get("links"))
+    by_id = {str(n.get("id")): n for n in nodes}
+
+    def origin(link_id, depth=0):
+        found = links.get(link_id)
+        while found is not None and depth < MAX_GRAPH_DEPTH:
+            node = by_id.get(str(found[0]))
+            if node is None or node.get("type") not in UNWIRED:
+                break
+            inputs = node.get("inputs") or [{}]
+            found = links.get(inputs[0].get("link") if isinstance(inputs[0], dict) else None)
+            depth += 1
+        return [str(found[0]), found[1]] if found is not None and _is_slot(found[1]) else None
+
+    graph = {}
+    for node in nodes:
+        kind = node.get("type")
+        if not isinstance(kind, str) or node.get("mode") in (2, 4):  # muted or bypassed
+            continue
+        inputs: dict = {}
+        widgets = node.get("widgets_values")
+        if isinstance(widgets, dict):
+            inputs.update({k: v for k, v in widgets.items() if isinstance(k, str)})
+        elif isinstance(widgets, list):
+            inputs.update(_named_widgets(WIDGETS.get(kind, ()), widgets))
+        for slot in node.get("inputs") or []:
+            if not isinstance(slot, dict) or not isinstance(slot.get("name"), str):
+                continue
+            linked = origin(slot.get("link"))
+            if linked is not None:
+                widget = slot.get("widget")
+                name = widget.get("name") if isinstance(widget, dict) else None
+                inputs[name if isinstance(name, str) else slot["name"]] = linked
+        graph[str(node.get("id"))] = {"class_type": kind, "inputs": inputs}
+    return graph
+
+
+CONTROL_VALUES = ("fixed", "increment", "decrement", "randomize")
+
+
+def _named_widgets(names: tuple, values: list) -> dict:
+    """Widget values by name; the "control after generate" slot (None) may be absent in older
+    workflows, and is then not counted."""
+    named, index = {}, 0
+    for name in names:
+        if index >= len(values):
+            break
+        value = values[index]
+        if name is None:
+            if isinstance(value, bool) or value in CONTROL_VALUES:
+                index += 1
+            continue
+        named[name] = value
+        index += 1
+    return named
+
+
+def _is_slot(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _flux_guidance(graph: _Graph, positive) -> float | None:
+    """The guidance of a FluxGuidance (or CLIPTextEncodeFlux) node the positive prompt passes."""
+    if positive is None:
+        return None
+    node = graph.upstream(positive, lambda n: "guidance" in graph.inputs(n),
+                          lambda name: "conditioning" in name or name in ("positive", "negative"))
+    return _float(graph.value(graph.inputs(node).get("guidance"))) if node else None
+
+
 def _comfyui(prompt_text: str | None, workflow_text: str | None) -> Metadata:
     warnings: list[str] = []
     text = prompt_text if prompt_text is not None else workflow_text or ""
     if prompt_text is None:
-        warnings.append("only the UI workflow is embedded; its parameters are not read")
-        return Metadata("comfyui", {}, text, warnings)
+        workflow = _json(text, "the ComfyUI workflow", warnings)
+        if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
+            if workflow is not None:
+                warnings.append("the ComfyUI workflow has no list of nodes")
+            return Metadata("comfyui", {}, text, warnings)
+        parameters = _from_graph(_Graph(workflow_graph(workflow)))
+        warnings.append("only the UI workflow is embedded; its parameters are read from the "
+                        "nodes' widget values" if parameters else
+                        "only the UI workflow is embedded, and no sampler node was found in it")
+        return Metadata("comfyui", parameters, text, warnings)
     nodes = _json(prompt_text, "the ComfyUI prompt graph", warnings)
     if not isinstance(nodes, dict):
         if nodes is not None:

@@ -94,6 +94,50 @@ def comfyui_png(graph=None, workflow=None) -> bytes:
     return png_with_text(chunks)
 
 
+# The same kind of graph as ComfyUI's UI saves it (`workflow` only): widget values as lists in
+# input order, a seed widget followed by its "control after generate" value, links as
+# [id, origin node, origin slot, target node, target slot, type], a Reroute on the way, the
+# seed widget fed by a primitive node, and a muted sampler that must not be read.
+COMFY_UI_FLUX = {
+    "last_node_id": 12, "last_link_id": 12, "version": 0.4,
+    "nodes": [
+        {"id": 1, "type": "UNETLoader", "widgets_values": ["flux1-dev.safetensors", "default"],
+         "inputs": [], "outputs": [{"name": "MODEL", "links": [1, 9]}]},
+        {"id": 2, "type": "CLIPTextEncode", "widgets_values": ["a glass lantern in fog"],
+         "inputs": [{"name": "clip", "link": None}], "outputs": [{"name": "CONDITIONING"}]},
+        {"id": 3, "type": "Reroute", "inputs": [{"name": "", "link": 2}],
+         "outputs": [{"name": "", "links": [3]}]},
+        {"id": 4, "type": "FluxGuidance", "widgets_values": [2.8],
+         "inputs": [{"name": "conditioning", "link": 3}]},
+        {"id": 5, "type": "CLIPTextEncode", "widgets_values": [""],
+         "inputs": [{"name": "clip", "link": None}]},
+        {"id": 6, "type": "EmptySD3LatentImage", "widgets_values": [896, 1152, 1]},
+        {"id": 7, "type": "PrimitiveNode", "widgets_values": [31337, "fixed"],
+         "outputs": [{"name": "INT", "links": [7], "widget": {"name": "seed"}}]},
+        {"id": 8, "type": "KSampler",
+         "widgets_values": [31337, "fixed", 28, 1, "euler", "simple", 1],
+         "inputs": [{"name": "model", "link": 1}, {"name": "positive", "link": 4},
+                    {"name": "negative", "link": 5}, {"name": "latent_image", "link": 6},
+                    {"name": "seed", "link": 7, "widget": {"name": "seed"}}]},
+        {"id": 9, "type": "KSampler", "mode": 2,
+         "widgets_values": [1, "fixed", 5, 9, "ddim", "normal", 1],
+         "inputs": [{"name": "model", "link": 9}]},
+        {"id": 10, "type": "VAEDecode", "inputs": [{"name": "samples", "link": 10}]},
+        {"id": 11, "type": "SaveImage", "widgets_values": ["flux"],
+         "inputs": [{"name": "images", "link": 11}]},
+    ],
+    "links": [[1, 1, 0, 8, 0, "MODEL"], [2, 2, 0, 3, 0, "*"], [3, 3, 0, 4, 0, "CONDITIONING"],
+              [4, 4, 0, 8, 1, "CONDITIONING"], [5, 5, 0, 8, 2, "CONDITIONING"],
+              [6, 6, 0, 8, 3, "LATENT"], [7, 7, 0, 8, 4, "INT"], [9, 1, 0, 9, 0, "MODEL"],
+              [10, 8, 0, 10, 0, "LATENT"], [11, 10, 0, 11, 0, "IMAGE"]],
+}
+
+
+def comfyui_workflow_only_png(workflow=None) -> bytes:
+    return png_with_text({"workflow": json.dumps(COMFY_UI_FLUX if workflow is None
+                                                 else workflow)})
+
+
 INVOKE_4 = {
     "generation_mode": "txt2img", "positive_prompt": "a <b>bold</b> fox in a meadow",
     "negative_prompt": "", "width": 768, "height": 512, "seed": 42, "cfg_scale": 7.5,

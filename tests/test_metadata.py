@@ -115,6 +115,53 @@ def test_comfyui_custom_advanced_follows_links():
     assert (p["width"], p["height"]) == (1024, 768)
 
 
+def test_comfyui_flux_guidance_is_the_cfg_scale():
+    p = read_bytes(samples.sample("comfyui_custom_advanced.png")).parameters
+    assert p["guidance"] == 3.5 and p["cfg_scale"] == 3.5  # FluxGuidance; no CFG on the sampler
+
+
+def test_comfyui_workflow_only_is_read_from_the_widgets():
+    found = read_bytes(samples.comfyui_workflow_only_png())
+    assert found.format == "comfyui"
+    assert found.warnings == ["only the UI workflow is embedded; its parameters are read from "
+                              "the nodes' widget values"]
+    p = found.parameters
+    assert p["prompt"] == "a glass lantern in fog"  # through the Reroute and FluxGuidance
+    assert p["negative_prompt"] == ""
+    assert (p["seed"], p["steps"], p["sampler"], p["scheduler"]) == (31337, 28, "euler", "simple")
+    assert (p["cfg_scale"], p["guidance"]) == (2.8, 2.8)  # the sampler's CFG is 1
+    assert (p["width"], p["height"], p["model"]) == (896, 1152, "flux1-dev.safetensors")
+
+
+def test_comfyui_workflow_of_an_older_version_without_the_control_value():
+    workflow = json.loads(json.dumps(samples.COMFY_UI_FLUX))
+    sampler = next(n for n in workflow["nodes"] if n["id"] == 8)
+    sampler["widgets_values"] = [31337, 28, 4.5, "euler", "simple", 1]
+    p = read_bytes(samples.comfyui_workflow_only_png(workflow)).parameters
+    assert (p["seed"], p["steps"], p["cfg_scale"], p["sampler"]) == (31337, 28, 4.5, "euler")
+
+
+@pytest.mark.parametrize("name", ["comfyui.png", "comfyui_img2img.png"])
+def test_comfyui_workflow_alone_reads_as_the_prompt_graph(name):
+    """ComfyUI's own files with the API graph taken out: the UI workflow says the same."""
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip(f"no sample images at {SAMPLES} (other tools' outputs, kept outside the repo)")
+    image = Image.open(path)
+    image.load()
+    from_graph = metadata.read(image).parameters
+    alone = read_bytes(samples.png_with_text({"workflow": image.text["workflow"]}))
+    assert alone.parameters == from_graph and from_graph["prompt"]
+
+
+@pytest.mark.parametrize("workflow", ['{"nodes": 5}', "[1, 2]", '{"nodes": [{"id": 1}]}',
+                                      '{"nodes": [{"id": 1, "type": "KSampler", '
+                                      '"widgets_values": {"seed": [1, 2]}}], "links": 7}'])
+def test_malformed_comfyui_workflow_is_read_safely(workflow):
+    found = read_bytes(samples.png_with_text({"workflow": workflow}))
+    assert found.format == "comfyui" and found.warnings
+
+
 def test_invokeai_4_model_object():
     found = read_bytes(samples.sample("invokeai4.png"))
     assert found.format == "invokeai"
