@@ -50,10 +50,12 @@ class Image(db.Model):
         sa.Index("ix_image_provider_created", "provider", "created_at", "id"),
         # Covers what paging needs, so the ids matched by a search are sorted by date without
         # reading their whole rows (prompts and parameters).
-        sa.Index("ix_image_id_created_provider", "id", "created_at", "provider"),
+        # With model and favourite too (0005), for a search combined with those filters.
+        sa.Index("ix_image_id_created_provider", "id", "created_at", "provider", "model",
+                 "favorite"),
         sa.Index("ix_image_batch", "batch_id", "batch_index"),
         # The gallery's filters, each paged newest first from its own index.
-        sa.Index("ix_image_model_created", "model", "created_at", "id"),
+        sa.Index("ix_image_model_created", "model", "created_at", "id", "favorite"),
         sa.Index("ix_image_favorite_created", "favorite", "created_at", "id"),
         sa.Index("ix_image_sha256", "sha256"),
         # AUTOINCREMENT: an id is never reused, so a cached thumbnail URL never shows another image.

@@ -132,7 +132,12 @@ def upgrade():
     sa.PrimaryKeyConstraint('collection_id', 'image_id')
     )
     op.create_index('ix_collection_image_image', 'collection_image', ['image_id'], unique=False)
-    op.create_index('ix_image_model_created', 'image', ['model', 'created_at', 'id'],
+    # Model and favourite in the covering indexes: a search (or a collection) combined with
+    # them, and both together, are then answered from the indexes without reading whole rows.
+    op.drop_index('ix_image_id_created_provider', table_name='image')
+    op.create_index('ix_image_id_created_provider', 'image',
+                    ['id', 'created_at', 'provider', 'model', 'favorite'], unique=False)
+    op.create_index('ix_image_model_created', 'image', ['model', 'created_at', 'id', 'favorite'],
                     unique=False)
     op.create_index('ix_image_favorite_created', 'image', ['favorite', 'created_at', 'id'],
                     unique=False)
@@ -144,6 +149,9 @@ def downgrade():
     op.drop_index('ix_image_sha256', table_name='image')
     op.drop_index('ix_image_favorite_created', table_name='image')
     op.drop_index('ix_image_model_created', table_name='image')
+    op.drop_index('ix_image_id_created_provider', table_name='image')
+    op.create_index('ix_image_id_created_provider', 'image', ['id', 'created_at', 'provider'],
+                    unique=False)
     op.drop_index('ix_collection_image_image', table_name='collection_image')
     op.drop_table('collection_image')
     op.execute("UPDATE image SET steps = COALESCE(steps, 0), cfg_scale = COALESCE(cfg_scale, 0)")
