@@ -427,7 +427,7 @@ def test_migration_fills_sha256_of_the_stored_files(app, client, images_dir, cap
     kept, lost = generate(client, "kept"), generate(client, "lost")
     (images_dir / lost["filename"]).unlink()
     with app.app_context():
-        flask_migrate.downgrade(revision="0003")
+        flask_migrate.downgrade(revision="0006")
         db.session.commit()
         flask_migrate.upgrade()
         db.session.remove()

@@ -119,7 +119,7 @@ def test_migration_fills_sha256_from_the_bucket(s3_app, s3_server, s3_bucket, ca
     kept, lost = generate(client, "kept"), generate(client, "lost")
     s3_server.client().delete_object(Bucket=s3_bucket, Key=PREFIX + lost["filename"])
     with s3_app.app_context():
-        flask_migrate.downgrade(revision="0003")
+        flask_migrate.downgrade(revision="0006")
         db.session.commit()
         flask_migrate.upgrade()
         db.session.remove()

@@ -1,7 +1,7 @@
 """the curated library: favourites, collections, SHA-256 and source of each file, imports
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0006
 Create Date: 2026-12-01
 
 Imported images may not say their steps or CFG scale, so those become nullable (the seed already
@@ -18,7 +18,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0005'
-down_revision = '0003'
+down_revision = '0006'
 branch_labels = None
 depends_on = None
 
