@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 import sqlalchemy as sa
@@ -164,6 +165,58 @@ def verify_command(fix):
     except StorageError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"Fixed {problems} problem(s).")
+
+
+IMPORTABLE = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _import_candidates(paths: tuple[str, ...], recursive: bool) -> list[Path]:
+    """The files named, and the image files in the folders named (their subfolders too with
+    --recursive), in a stable order."""
+    found: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            found += sorted(p for p in path.glob(pattern)
+                            if p.is_file() and p.suffix.lower() in IMPORTABLE)
+        else:
+            found.append(path)
+    return list(dict.fromkeys(found))
+
+
+@images_group.command("import")
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--recursive", is_flag=True, help="Look into subfolders of the folders given.")
+@click.option("--dry-run", is_flag=True, help="Check and report, but store nothing.")
+@with_appcontext
+def import_command(paths, recursive, dry_run):
+    """Bring image files (A1111, ComfyUI, InvokeAI, Fooocus, this app) into the library."""
+    from . import library
+
+    files = _import_candidates(paths, recursive)
+    imported, duplicates, refused = 0, 0, []
+    with click.progressbar(files, label="Importing" if not dry_run else "Checking",
+                           file=sys.stderr, show_pos=True) as bar:
+        for path in bar:
+            try:
+                data = path.read_bytes()
+                result = library.import_image(data, dry_run=dry_run)
+            except OSError as exc:
+                refused.append((path, exc.strerror or str(exc)))
+                continue
+            except library.Refused as exc:
+                refused.append((path, str(exc)))
+                continue
+            if result is None or result.created:
+                imported += 1
+            else:
+                duplicates += 1
+    for path, reason in refused:
+        click.echo(f"refused: {path}: {reason}", err=True)
+    verb = "would import" if dry_run else "imported"
+    click.echo(f"{verb} {imported}, skipped {duplicates} already in the library, "
+               f"refused {len(refused)}" + (" (dry run: nothing stored)" if dry_run else ""))
 
 
 @click.command("usage")

@@ -1,4 +1,4 @@
-"""Reading the library: newest first, cursor pages, word search and provider filter."""
+"""Reading the library: newest first, cursor pages, word search and the filters."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import binascii
 import re
 import weakref
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from flask import abort
 from sqlalchemy.dialects.postgresql import TSVECTOR
 
 from .extensions import db
-from .models import Image
+from .models import Image, collection_image
+from .params import PROVIDER_NAMES, ValidationFailed
 
 MAX_ID = 2**63 - 1  # SQLite's integers and PostgreSQL's bigint; a larger id names no image
 
@@ -138,25 +139,120 @@ def _total(conditions: list, provider: str | None) -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(Image).where(*conditions))
 
 
-def _filters(q: str | None, provider: str | None, batch: str | None = None) -> list:
+FILTERS = ("q", "provider", "model", "favorite", "collection", "since", "until", "batch")
+EXTRA_PROVIDERS = ("imported",)
+
+
+def _query_error(name: str, msg: str, kind: str) -> ValidationFailed:
+    return ValidationFailed([{"loc": ["query", name], "msg": msg, "type": kind}])
+
+
+def parse_time(name: str, raw: str) -> datetime:
+    """An ISO date or date-time (UTC when it names no offset); `until` a date covers that day."""
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            moment = datetime.combine(day + timedelta(days=name == "until"), time(), UTC)
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+            moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+            if name == "until":  # the bound is exclusive; the moment named is included
+                moment += timedelta(microseconds=1)
+    except (ValueError, OverflowError):
+        raise _query_error(name, "Input should be an ISO 8601 date or date-time "
+                                 "(e.g. 2025-01-31 or 2025-01-31T12:00:00Z)",
+                           "datetime_parsing") from None
+    return moment.astimezone(UTC)
+
+
+def parse_filters(args) -> dict:
+    """The filters of a query string, checked (ValidationFailed names the bad one)."""
+    filters: dict = {}
+    q = (args.get("q") or "").strip()
+    if q:
+        filters["q"] = q
+    provider = args.get("provider") or None
+    if provider:
+        if provider not in (*PROVIDER_NAMES, *EXTRA_PROVIDERS):
+            options = ", ".join((*PROVIDER_NAMES, *EXTRA_PROVIDERS))
+            raise _query_error("provider", f"Input should be one of {options}", "literal_error")
+        filters["provider"] = provider
+    for name in ("model", "batch"):
+        if args.get(name):
+            filters[name] = args[name]
+    favorite = args.get("favorite")
+    if favorite:
+        if favorite.lower() not in ("true", "false", "1", "0"):
+            raise _query_error("favorite", "Input should be a valid boolean (true or false)",
+                               "bool_parsing")
+        filters["favorite"] = favorite.lower() in ("true", "1")
+    collection = args.get("collection")
+    if collection:
+        try:
+            filters["collection"] = int(collection)
+        except ValueError:
+            raise _query_error("collection", "Input should be a valid integer",
+                               "int_parsing") from None
+        if not 0 < filters["collection"] <= MAX_ID:
+            raise _query_error("collection", f"Input should be between 1 and {MAX_ID}", "range")
+    for name in ("since", "until"):
+        if args.get(name):
+            filters[name] = parse_time(name, args[name])
+    return filters
+
+
+def _filters(q: str | None = None, provider: str | None = None, model: str | None = None,
+             favorite: bool | None = None, collection: int | None = None,
+             since: datetime | None = None, until: datetime | None = None,
+             batch: str | None = None) -> list:
     conditions = []
     if provider:
         conditions.append(Image.provider == provider)
     if batch:
         conditions.append(Image.batch_id == batch)
+    if model:
+        conditions.append(Image.model == model)
+    if favorite is not None:
+        conditions.append(Image.favorite.is_(favorite))
+    if collection is not None:
+        members = sa.select(collection_image.c.image_id).where(
+            collection_image.c.collection_id == collection)
+        conditions.append(Image.id.in_(members))
+    if since is not None:
+        conditions.append(Image.created_at >= since)
+    if until is not None:
+        conditions.append(Image.created_at < until)
     if q and q.strip():
         conditions += _search(q)
     return conditions
 
 
+def matching_ids(filters: dict, chunk: int = 500):
+    """Every id the filters match, newest first, a chunk at a time (for export and bulk)."""
+    conditions = _filters(**filters)
+    key = sa.tuple_(Image.created_at, Image.id)
+    last = None
+    while True:
+        query = sa.select(Image.id, Image.created_at).where(*conditions)
+        if last is not None:
+            query = query.where(key < last)
+        rows = db.session.execute(
+            query.order_by(Image.created_at.desc(), Image.id.desc()).limit(chunk)).all()
+        if not rows:
+            return
+        yield [row.id for row in rows]
+        last = (rows[-1].created_at, rows[-1].id)
+
+
 def page(limit: int = 50, before: str | None = None, q: str | None = None,
-         provider: str | None = None, after: str | None = None, *,
-         batch: str | None = None) -> Page:
+         provider: str | None = None, after: str | None = None, **filters) -> Page:
     """One page of records, newest first, with the cursors of the older and newer pages.
 
-    `before` gives the records older than a cursor, `after` the ones just newer than it.
+    `before` gives the records older than a cursor, `after` the ones just newer than it;
+    `filters` are the others of FILTERS (model, favorite, collection, since, until, batch).
     """
-    conditions = _filters(q, provider, batch)
+    conditions = _filters(q, provider, **filters)
     total = _total(conditions, provider)
     key = sa.tuple_(Image.created_at, Image.id)
     query = sa.select(Image.id).where(*conditions)

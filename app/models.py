@@ -1,11 +1,11 @@
-"""The Image record: one generated image and the parameters that made it."""
+"""The records: an image and the parameters that made it, and the collections that hold images."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 from .storage import a1111_parameters, current_store
@@ -32,6 +32,17 @@ class UTCDateTime(sa.TypeDecorator):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+collection_image = sa.Table(
+    "collection_image",
+    db.metadata,
+    sa.Column("collection_id", sa.ForeignKey("collection.id", ondelete="CASCADE"),
+              primary_key=True),
+    sa.Column("image_id", sa.ForeignKey("image.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("added_at", UTCDateTime, nullable=False, default=utcnow),
+    sa.Index("ix_collection_image_image", "image_id"),
+)
+
+
 class Image(db.Model):
     __tablename__ = "image"
     __table_args__ = (
@@ -39,8 +50,14 @@ class Image(db.Model):
         sa.Index("ix_image_provider_created", "provider", "created_at", "id"),
         # Covers what paging needs, so the ids matched by a search are sorted by date without
         # reading their whole rows (prompts and parameters).
-        sa.Index("ix_image_id_created_provider", "id", "created_at", "provider"),
+        # With model and favourite too (0005), for a search combined with those filters.
+        sa.Index("ix_image_id_created_provider", "id", "created_at", "provider", "model",
+                 "favorite"),
         sa.Index("ix_image_batch", "batch_id", "batch_index"),
+        # The gallery's filters, each paged newest first from its own index.
+        sa.Index("ix_image_model_created", "model", "created_at", "id", "favorite"),
+        sa.Index("ix_image_favorite_created", "favorite", "created_at", "id"),
+        sa.Index("ix_image_sha256", "sha256"),
         # AUTOINCREMENT: an id is never reused, so a cached thumbnail URL never shows another image.
         {"sqlite_autoincrement": True},
     )
@@ -53,11 +70,12 @@ class Image(db.Model):
     negative_prompt: Mapped[str] = mapped_column(sa.Text, default="")
     provider: Mapped[str] = mapped_column(sa.String(32))
     model: Mapped[str] = mapped_column(sa.String(200))
-    seed: Mapped[int | None] = mapped_column(sa.BigInteger)  # None: the model takes no seed
+    # None: the model takes no seed, or an imported image's metadata does not say.
+    seed: Mapped[int | None] = mapped_column(sa.BigInteger)
     width: Mapped[int]
     height: Mapped[int]
-    steps: Mapped[int]
-    cfg_scale: Mapped[float]
+    steps: Mapped[int | None]
+    cfg_scale: Mapped[float | None]
     requested: Mapped[dict] = mapped_column(sa.JSON)
     ignored: Mapped[list] = mapped_column(sa.JSON, default=list)
     content_filtered: Mapped[bool] = mapped_column(default=False)
@@ -71,6 +89,12 @@ class Image(db.Model):
     options: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default=sa.text("'{}'"))
     batch_id: Mapped[str | None] = mapped_column(sa.String(32))
     batch_index: Mapped[int | None]
+    favorite: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    source: Mapped[str | None] = mapped_column(sa.String(16))  # imported: the metadata format
+    collections: Mapped[list[Collection]] = relationship(
+        secondary=collection_image, back_populates="images", lazy="selectin",
+        order_by="Collection.name", passive_deletes=True)
 
     @property
     def url(self) -> str:
@@ -117,7 +141,25 @@ class Image(db.Model):
             "options": self.options or {},
             "batch_id": self.batch_id,
             "batch_index": self.batch_index,
+            "favorite": self.favorite,
+            "collections": [{"id": c.id, "name": c.name} for c in self.collections],
+            "sha256": self.sha256,
+            "source": self.source,
         }
+
+
+class Collection(db.Model):
+    """A named set of images; an image may be in any number of them."""
+
+    __tablename__ = "collection"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.String(100), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    images: Mapped[list[Image]] = relationship(
+        secondary=collection_image, back_populates="collections", lazy="raise",
+        passive_deletes=True)
 
 
 class Charge(db.Model):

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_batches  # noqa: E402
 import bench_compat  # noqa: E402
+import bench_curate  # noqa: E402
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
@@ -70,10 +71,12 @@ def main() -> None:
           f"{bench_generate.CLIENTS} clients; spending checks {bench_spending.N} × 2, usage "
           f"{bench_spending.HTTP_N} requests per case; {GUNICORN_SETUP}")
     rows = bench_store.run() + bench_store.run_s3() + bench_offline.run()
+    rows += bench_curate.import_and_export()
     with bench_generate.provider() as chosen, tempfile.TemporaryDirectory() as folder:
         database = copy_of_library(Path(folder))
         with Gunicorn(database, Path(folder) / "images", **chosen.env) as server:
             rows += bench_library.run(server)
+            rows += bench_curate.filters_and_bulk(server, database)
             rows += bench_generate.run(server, chosen)
             rows += bench_spending.run(server)
             rows += bench_compat.run(server, chosen)

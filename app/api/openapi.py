@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..params import MAX_SEED, PARAMS, PROVIDER_NAMES
+from ..params import PARAMS, PROVIDER_NAMES
 from ..providers.base import TUNABLE, ProviderError
 from ..storage import StorageError
 from .errors import CODES
@@ -154,15 +154,16 @@ def image_schema() -> dict:
                               "description": "/static/images/thumbs/<id>.webp, or absolute as url"},
             "prompt": string,
             "negative_prompt": string,
-            "provider": {"type": "string", "enum": list(PROVIDER_NAMES)},
+            "provider": {"type": "string", "enum": [*PROVIDER_NAMES, "imported"]},
             "model": string,
-            "seed": {"type": ["integer", "null"], "minimum": 1, "maximum": MAX_SEED,
-                     "description": "The seed actually used (never 0); null for a model that "
-                                    "takes no seed."},
+            "seed": {"type": ["integer", "null"], "minimum": 0,
+                     "description": "The seed actually used (never 0 for a generation); null "
+                                    "for a model that takes no seed, or when an imported "
+                                    "image does not say."},
             "width": {"type": "integer", "description": "Of the stored image."},
             "height": {"type": "integer", "description": "Of the stored image."},
-            "steps": integer,
-            "cfg_scale": {"type": "number"},
+            "steps": {"type": ["integer", "null"]},
+            "cfg_scale": {"type": ["number", "null"]},
             "requested": {"type": "object", "description": "The parameters as asked.",
                           "properties": tunable},
             "ignored": {"type": "array",
@@ -186,6 +187,12 @@ def image_schema() -> dict:
                          "description": "The batch the image belongs to; null for one image."},
             "batch_index": {"type": ["integer", "null"], "minimum": 0,
                             "description": "Its place in the batch (image i used seed + i)."},
+            "favorite": {"type": "boolean"},
+            "collections": {"type": "array", "items": {
+                "type": "object", "properties": {"id": integer, "name": string}}},
+            "sha256": {"type": ["string", "null"], "description": "Of the stored file."},
+            "source": {"type": ["string", "null"],
+                       "description": "Imported images: the metadata format read."},
         },
         "required": ["id", "filename", "url", "thumbnail_url", "prompt", "negative_prompt",
                      "provider", "model", "seed", "width", "height", "steps", "cfg_scale",
@@ -227,8 +234,9 @@ IMAGE_EXAMPLE = {
                   "steps": 30, "cfg_scale": 7.0, "seed": 0},
     "ignored": [], "content_filtered": False, "format": "png", "file_size": 812345,
     "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00", "options": {},
-    "batch_id": None, "batch_index": None,
-    "cost": 0.0, "cost_detail": "free (rendered offline)", "created_by": "api",
+    "batch_id": None, "batch_index": None, "favorite": False,
+    "collections": [], "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+    "source": None, "cost": 0.0, "cost_detail": "free (rendered offline)", "created_by": "api",
 }
 MONEY = {"type": "number", "description": "US dollars."}
 MAYBE_MONEY = {"type": ["number", "null"], "description": "US dollars; null when no budget."}
@@ -347,6 +355,30 @@ def schemas() -> dict:
                                "items": {"type": "object"}}}},
             },
         },
+        "Collection": {
+            "type": "object",
+            "properties": {
+                "id": {"type": "integer"}, "name": {"type": "string"},
+                "description": {"type": "string"}, "image_count": {"type": "integer"},
+                "cover_image_id": {"type": ["integer", "null"]},
+                "cover_thumbnail_url": {"type": ["string", "null"]},
+                "created_at": {"type": "string", "format": "date-time"},
+            },
+        },
+        "PngInfo": {
+            "type": "object",
+            "properties": {
+                "format": {"type": "string", "enum": ["a1111", "comfyui", "invokeai", "fooocus",
+                                                      "imagegen", "none"]},
+                "parameters": {"type": "object", "description": "prompt, negative_prompt, steps, "
+                               "cfg_scale, seed, width, height, model, and what else the tool "
+                               "wrote (sampler, scheduler, ...)."},
+                "text": {"type": "string", "description": "The raw metadata."},
+                "warnings": {"type": "array", "items": {"type": "string"}},
+                "image": {"type": "object", "description": "format, width, height of the file."},
+            },
+            "required": ["format", "parameters", "text"],
+        },
         "Health": {
             "type": "object",
             "properties": {
@@ -372,6 +404,145 @@ def _json(schema: dict, description: str, example: Any = None) -> dict:
     if example is not None:
         content["example"] = example
     return {"description": description, "content": {"application/json": content}}
+
+
+FILTER_PARAMETERS = [
+    {"name": "q", "in": "query",
+     "description": "Words that must all appear in the prompt or negative prompt.",
+     "schema": {"type": "string"}},
+    {"name": "provider", "in": "query", "description": "Only this provider's images.",
+     "schema": {"type": "string", "enum": [*PROVIDER_NAMES, "imported"]}},
+    {"name": "model", "in": "query", "description": "Only this model's images.",
+     "schema": {"type": "string"}},
+    {"name": "favorite", "in": "query", "description": "Only favourites (true) or the others.",
+     "schema": {"type": "string", "enum": ["true", "false"]}},
+    {"name": "collection", "in": "query", "description": "Only the images of this collection.",
+     "schema": {"type": "integer", "minimum": 1}},
+    {"name": "since", "in": "query", "description": "Made at or after (ISO date or date-time; "
+     "UTC unless it has an offset).", "schema": {"type": "string"}},
+    {"name": "until", "in": "query", "description": "Made at or before (a date covers the whole "
+     "day).", "schema": {"type": "string"}},
+    {"name": "batch", "in": "query", "description": "Only this batch's images.",
+     "schema": {"type": "string"}},
+]
+COLLECTION_ID = {"name": "collection_id", "in": "path", "required": True,
+                 "schema": {"type": "integer", "minimum": 1}}
+UPLOAD = {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "properties": {"file": {"type": "string", "format": "binary"}},
+    "required": ["file"]}}}}
+
+
+def library_paths() -> dict:
+    image, collection = {"$ref": REF + "Image"}, {"$ref": REF + "Collection"}
+    collection_body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False,
+        "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                       "description": {"type": "string", "maxLength": 1000}}}}}}
+    bulk_result = {"type": "object", "properties": {
+        "done": {"type": "integer"}, "missing": {"type": "array", "items": {"type": "integer"}},
+        "failed": {"type": "array", "items": {"type": "object"}}}}
+    return {
+        "/api/images/bulk": {"post": {
+            "operationId": "bulkImages", "summary": "One action on 1–1000 images",
+            "tags": ["library"],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "type": "object", "additionalProperties": False, "required": ["action", "ids"],
+                "properties": {
+                    "action": {"type": "string", "enum": ["delete", "favorite", "unfavorite",
+                                                          "add_to_collection",
+                                                          "remove_from_collection"]},
+                    "ids": {"type": "array", "minItems": 1, "maxItems": 1000,
+                            "items": {"type": "integer", "minimum": 1}},
+                    "collection": {"type": "integer", "description": "For the collection "
+                                   "actions."}}}}}},
+            "responses": {"200": _json(bulk_result, "Done; ids that name no image in `missing`."),
+                          **_errors(401, 404, 415, 422)},
+        }},
+        "/api/images/export": {"get": {
+            "operationId": "exportImages",
+            "summary": "A zip of images and metadata.jsonl, streamed",
+            "description": "By `ids`, else by the same filters as listing.",
+            "tags": ["library"],
+            "parameters": [{"name": "ids", "in": "query", "description": "Comma-separated ids.",
+                            "schema": {"type": "string"}}, *FILTER_PARAMETERS],
+            "responses": {"200": {"description": "The zip.", "content": {"application/zip": {
+                "schema": {"type": "string", "format": "binary"}}}}, **_errors(401, 422)},
+        }},
+        "/api/collections": {
+            "get": {"operationId": "listCollections", "summary": "Every collection",
+                    "tags": ["collections"],
+                    "responses": {"200": _json({"type": "array", "items": collection},
+                                               "Collections with count and cover."),
+                                  **_errors(401)}},
+            "post": {"operationId": "createCollection", "summary": "A new collection",
+                     "tags": ["collections"], "requestBody": collection_body,
+                     "responses": {"201": _json(collection, "Created."),
+                                   "409": _json({"$ref": REF + "Error"}, "`conflict`: the name "
+                                                "is taken."), **_errors(401, 415, 422)}},
+        },
+        "/api/collections/{collection_id}": {
+            "parameters": [COLLECTION_ID],
+            "get": {"operationId": "getCollection", "summary": "One collection",
+                    "tags": ["collections"],
+                    "responses": {"200": _json(collection, "The collection."),
+                                  **_errors(401, 404)}},
+            "patch": {"operationId": "updateCollection", "summary": "Rename or describe",
+                      "tags": ["collections"], "requestBody": collection_body,
+                      "responses": {"200": _json(collection, "Saved."),
+                                    "409": _json({"$ref": REF + "Error"}, "`conflict`: the "
+                                                 "name is taken."),
+                                    **_errors(401, 404, 415, 422)}},
+            "delete": {"operationId": "deleteCollection",
+                       "summary": "Delete a collection (its images stay)",
+                       "tags": ["collections"],
+                       "responses": {"204": {"description": "Deleted."}, **_errors(401, 404)}},
+        },
+        "/api/collections/{collection_id}/images/{image_id}": {
+            "parameters": [COLLECTION_ID, IMAGE_ID],
+            "put": {"operationId": "addToCollection", "summary": "Put an image in a collection",
+                    "tags": ["collections"],
+                    "responses": {"204": {"description": "In it."}, **_errors(401, 404)}},
+            "delete": {"operationId": "removeFromCollection",
+                       "summary": "Take an image out of a collection", "tags": ["collections"],
+                       "responses": {"204": {"description": "Out of it."}, **_errors(401, 404)}},
+        },
+        "/api/png-info": {"post": {
+            "operationId": "pngInfo",
+            "summary": "The generation parameters embedded in an image, whoever wrote them",
+            "description": "AUTOMATIC1111 (PNG text or JPEG/WebP EXIF), ComfyUI, InvokeAI, "
+                           "Fooocus and this app. Nothing is stored.",
+            "tags": ["library"],
+            "requestBody": {"required": True, "content": {
+                **UPLOAD["content"],
+                "application/json": {"schema": {"type": "object", "required": ["image"],
+                                                 "properties": {"image": {
+                                                     "type": "string",
+                                                     "description": "Base64 (or a data: URL)."}}}},
+            }},
+            "responses": {"200": _json({"$ref": REF + "PngInfo"}, "What the image carries."),
+                          **_errors(401, 413, 415, 422)},
+        }},
+        "_image_import": {
+            "post": {"operationId": "importImage",
+                     "summary": "Import one image file (PNG, JPEG or WebP)",
+                     "description": "Stored as uploaded, with the parameters its metadata holds.",
+                     "tags": ["library"], "requestBody": UPLOAD,
+                     "responses": {"201": _json(image, "Imported."),
+                                   "200": _json(image, "The same file was already in the "
+                                                "library: its record."),
+                                   **_errors(401, 413, 422)}},
+        },
+        "_image_patch": {
+            "patch": {"operationId": "updateImage", "summary": "Mark as favourite (or not)",
+                      "tags": ["library"],
+                      "requestBody": {"required": True, "content": {"application/json": {
+                          "schema": {"type": "object", "additionalProperties": False,
+                                     "required": ["favorite"],
+                                     "properties": {"favorite": {"type": "boolean"}}}}}},
+                      "responses": {"200": _json(image, "The record."),
+                                    **_errors(401, 404, 415, 422)}},
+        },
+    }
 
 
 IMAGE_ID = {"name": "image_id", "in": "path", "required": True,
@@ -440,13 +611,7 @@ def paths() -> dict:
                 {"name": "before", "in": "query",
                  "description": "Cursor from the previous page's Link header.",
                  "schema": {"type": "string"}},
-                {"name": "q", "in": "query",
-                 "description": "Words that must all appear in the prompt or negative prompt.",
-                 "schema": {"type": "string"}},
-                {"name": "provider", "in": "query", "description": "Only this provider's images.",
-                 "schema": {"type": "string", "enum": list(PROVIDER_NAMES)}},
-                {"name": "batch", "in": "query", "description": "Only this batch's images.",
-                 "schema": {"type": "string"}},
+                *FILTER_PARAMETERS,
             ],
             "responses": {
                 "200": {**_json({"type": "array", "items": image}, "One page of records.",
@@ -528,6 +693,14 @@ def paths() -> dict:
     }
 
 
+def all_paths() -> dict:
+    found = paths()
+    extra = library_paths()
+    found["/api/images"].update(extra.pop("_image_import"))
+    found["/api/images/{image_id}"].update(extra.pop("_image_patch"))
+    return {**found, **extra}
+
+
 def document() -> dict:
     """The whole OpenAPI 3.1 document."""
     from ..compat import openapi as compat
@@ -545,9 +718,10 @@ def document() -> dict:
                 "`/api/*` call needs `Authorization: Bearer <token>`."
             ),
         },
-        "tags": [{"name": "images"}, {"name": "providers"}, {"name": "spending"},
-                 {"name": "service"}, {"name": "openai"}, {"name": "automatic1111"}],
-        "paths": {**paths(), **compat.paths()},
+        "tags": [{"name": "images"}, {"name": "library"}, {"name": "collections"},
+                 {"name": "providers"}, {"name": "spending"}, {"name": "service"},
+                 {"name": "openai"}, {"name": "automatic1111"}],
+        "paths": {**all_paths(), **compat.paths()},
         "components": {
             "schemas": {**schemas(), **compat.schemas()},
             "securitySchemes": {"bearerAuth": {

@@ -12,7 +12,7 @@ from .. import gallery, idempotency
 from ..callers import caller, token_name
 from ..extensions import db
 from ..generation import service
-from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
+from ..params import ValidationFailed, error, validate
 from ..ratelimit import generation_limit, store_status
 from ..spending import GROUPINGS, parse_time, spending
 from ..storage import StorageError, current_store
@@ -80,25 +80,18 @@ def _int_arg(name: str, default: int, low: int, high: int) -> int:
 
 @bp.get("/images")
 def list_images():
-    """Records, newest first, with cursor paging, word search and a provider filter."""
+    """Records, newest first, with cursor paging, word search and the filters."""
     limit = _int_arg("limit", 50, 1, 200)
-    provider = request.args.get("provider") or None
-    if provider and provider not in PROVIDER_NAMES:
-        options = ", ".join(PROVIDER_NAMES)
-        raise ValidationFailed([{"loc": ["query", "provider"],
-                                 "msg": f"Input should be one of {options}",
-                                 "type": "literal_error"}])
-    q = request.args.get("q") or None
-    batch = request.args.get("batch") or None
+    filters = gallery.parse_filters(request.args)
     try:
-        result = gallery.page(limit, request.args.get("before") or None, q, provider, batch=batch)
+        result = gallery.page(limit, request.args.get("before") or None, **filters)
     except gallery.BadCursor:
         raise ValidationFailed([{"loc": ["query", "before"], "msg": "Invalid cursor",
                                  "type": "value_error"}]) from None
     response = jsonify([image.to_dict() for image in result.items])
     response.headers["X-Total-Count"] = str(result.total)
     if result.next_cursor:
-        args = {"limit": limit, "q": q, "provider": provider, "batch": batch,
+        args = {"limit": limit, **{name: request.args.get(name) for name in gallery.FILTERS},
                 "before": result.next_cursor}
         next_url = url_for("api.list_images", _external=True, **{k: v for k, v in args.items() if v})
         response.headers["Link"] = f'<{next_url}>; rel="next"'

@@ -109,13 +109,21 @@ def _infotext_value(value) -> str:
 
 def a1111_parameters(
     *,
-    prompt: str, negative_prompt: str, steps: int, cfg_scale: float, seed: int | None,
-    width: int, height: int, model: str, options: dict | None = None,
+    prompt: str, negative_prompt: str, steps: int | None, cfg_scale: float | None,
+    seed: int | None, width: int, height: int, model: str, options: dict | None = None,
 ) -> str:
-    """The text AUTOMATIC1111's PNG Info reads back; a model's options follow as `Name: value`."""
-    pairs = [f"Steps: {steps}", f"CFG scale: {cfg_scale:g}"]
+    """The text AUTOMATIC1111's PNG Info reads back; a model's options follow as `Name: value`.
+
+    An unknown value (None: a model without a seed, an imported image that does not say) is
+    left out.
+    """
+    pairs = [] if steps is None else [f"Steps: {steps}"]
+    if cfg_scale is not None:
+        pairs.append(f"CFG scale: {cfg_scale:g}")
     if seed is not None:
         pairs.append(f"Seed: {seed}")
-    pairs += [f"Size: {width}x{height}", f"Model: {_infotext_value(model)}"]
+    pairs.append(f"Size: {width}x{height}")
+    if model:
+        pairs.append(f"Model: {_infotext_value(model)}")
     pairs += [f"{name}: {_infotext_value(value)}" for name, value in (options or {}).items()]
     return f"{prompt}\nNegative prompt: {negative_prompt}\n" + ", ".join(pairs)

@@ -1,5 +1,6 @@
 """The HTML blueprint."""
 
+from . import library  # noqa: F401  (its routes join the blueprint)
 from .routes import bp
 
 __all__ = ["bp"]

@@ -152,7 +152,9 @@ def _prefill_from(image: Image, keep_prompt: bool, whole_batch: bool = False) ->
             values["seed"] = image.seed - (image.batch_index or 0)
     if not keep_prompt:
         values.update(prompt="", negative_prompt="")
-    return values
+    if image.provider not in service().providers:  # an imported image: its settings, our model
+        values.update(provider=None, model=None)
+    return {name: value for name, value in values.items() if value is not None}
 
 
 @bp.get("/")
@@ -218,24 +220,45 @@ def batch(batch_id: str):
                            asked=first.requested.get("count", len(images)))
 
 
+def tolerant_filters(args) -> tuple[dict, list[str]]:
+    """The gallery's filters; one that does not parse is dropped, with a note saying so."""
+    args = args.copy()
+    notes = []
+    while True:
+        try:
+            return gallery.parse_filters(args), notes
+        except ValidationFailed as exc:
+            name = exc.errors[0]["loc"][-1]
+            notes.append(f"Ignored {name}={args.get(name)!r}: {exc.errors[0]['msg']}.")
+            args.pop(name, None)
+
+
 @bp.get("/images")
 def images():
-    """The gallery: thumbnails, search, provider filter and pages."""
-    q = request.args.get("q", "").strip()
-    provider = request.args.get("provider") or None
-    if provider not in (None, *BY_NAME["provider"].choices):
-        provider = None
-    batch = request.args.get("batch") or None
+    """The gallery: thumbnails, search, filters, pages, selection and import by drop."""
+    filters, notes = tolerant_filters(request.args)
     before = request.args.get("before") or None
     after = None if before else request.args.get("after") or None
     try:
-        result = gallery.page(GALLERY_PAGE, before, q or None, provider, after=after,
-                              batch=batch)
+        result = gallery.page(GALLERY_PAGE, before, after=after, **filters)
     except gallery.BadCursor:
         abort(404)
-    return render_template("gallery.html", page=result, q=q, provider=provider, batch=batch,
-                           providers=list(service().providers.values()),
+    from .. import library
+
+    query = {name: request.args[name] for name in gallery.FILTERS
+             if name in filters and request.args.get(name)}
+    providers = list(service().providers.values())
+    return render_template("gallery.html", page=result, q=filters.get("q", ""),
+                           provider=filters.get("provider"), batch=filters.get("batch"),
+                           filters=filters, query=query,
+                           notes=notes, providers=providers,
+                           models=sorted({m.name for p in providers for m in p.models}),
+                           collections=library.all_collections(),
                            paged=bool(before or after))
+
+
+def _number(value) -> str | None:
+    return None if value is None else f"{value:g}"
 
 
 def _rows(image: Image) -> list[dict]:
@@ -249,13 +272,15 @@ def _rows(image: Image) -> list[dict]:
         ("Model", image.model, asked.get("model", image.model), []),
         ("Size", "{}×{}".format(*size), "{}×{}".format(*asked_size), ["width", "height"]),
         ("Steps", image.steps, asked.get("steps", image.steps), ["steps"]),
-        ("CFG scale", f"{image.cfg_scale:g}", f"{asked.get('cfg_scale', image.cfg_scale):g}",
+        ("CFG scale", _number(image.cfg_scale), _number(asked.get("cfg_scale", image.cfg_scale)),
          ["cfg_scale"]),
-        ("Seed", "none (the model takes none)" if image.seed is None else image.seed,
+        ("Seed", "none (the model takes none)" if image.seed is None and not image.source
+         else image.seed,
          "random" if asked_seed == 0 else asked_seed, ["seed"]),
     ]
     return [
-        {"label": label, "used": used, "asked": asked_value if asked_value != used else None,
+        {"label": label, "used": "unknown" if used is None else used,
+         "asked": asked_value if asked_value != used else None,
          "ignored": any(name in image.ignored for name in names)}
         for label, used, asked_value, names in rows
     ]
@@ -264,10 +289,13 @@ def _rows(image: Image) -> list[dict]:
 @bp.get("/images/<int:image_id>")
 def image(image_id: int):
     """One image with every parameter."""
+    from .. import library
+
     record = gallery.get_or_404(image_id)
     provider = service().providers.get(record.provider)
     siblings = gallery.batch_images(record.batch_id) if record.batch_id else []
     return render_template("image.html", image=record, rows=_rows(record), siblings=siblings,
+                           collections=library.all_collections(),
                            provider_label=provider.label if provider else record.provider,
                            ignored=[BY_NAME[n].label if n in BY_NAME else n
                                     for n in record.ignored])

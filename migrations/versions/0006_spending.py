@@ -17,6 +17,23 @@ down_revision = '0003'
 branch_labels = None
 depends_on = None
 
+FTS_TRIGGERS = (
+    """CREATE TRIGGER image_fts_insert AFTER INSERT ON image BEGIN
+            INSERT INTO image_fts (rowid, prompt, negative_prompt)
+            VALUES (new.id, new.prompt, new.negative_prompt);
+        END""",
+    """CREATE TRIGGER image_fts_delete AFTER DELETE ON image BEGIN
+            INSERT INTO image_fts (image_fts, rowid, prompt, negative_prompt)
+            VALUES ('delete', old.id, old.prompt, old.negative_prompt);
+        END""",
+    """CREATE TRIGGER image_fts_update AFTER UPDATE OF prompt, negative_prompt ON image BEGIN
+            INSERT INTO image_fts (image_fts, rowid, prompt, negative_prompt)
+            VALUES ('delete', old.id, old.prompt, old.negative_prompt);
+            INSERT INTO image_fts (rowid, prompt, negative_prompt)
+            VALUES (new.id, new.prompt, new.negative_prompt);
+        END""",
+)
+
 
 def upgrade():
     with op.batch_alter_table('image') as batch:
@@ -78,7 +95,17 @@ def downgrade():
     op.drop_index('ix_charge_usage', table_name='charge')
     op.drop_index('ix_charge_open', table_name='charge')
     op.drop_table('charge')
-    with op.batch_alter_table('image') as batch:
+    # On SQLite dropping columns rebuilds the table, which takes its full-text triggers with it
+    # (and AUTOINCREMENT unless asked to keep it): both are put back.
+    bind = op.get_bind()
+    fts = bind.dialect.name == 'sqlite' and bind.execute(
+        sa.text("SELECT count(*) FROM sqlite_master WHERE name = 'image_fts'")).scalar() == 1
+    with op.batch_alter_table('image', table_kwargs={'sqlite_autoincrement': True}) as batch:
         batch.drop_column('created_by')
         batch.drop_column('cost_detail')
         batch.drop_column('cost')
+    if fts:
+        for name in ('image_fts_insert', 'image_fts_delete', 'image_fts_update'):
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
+        for sql in FTS_TRIGGERS:
+            op.execute(sql)

@@ -1,7 +1,7 @@
 """settings: run-time settings kept in the database (A1111's sd_model_checkpoint)
 
 Revision ID: 0007
-Revises: 0006
+Revises: 0005
 Create Date: 2026-12-01
 """
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '0007'
-down_revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 

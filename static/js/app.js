@@ -327,9 +327,305 @@ function setupConfirmations() {
   }
 }
 
+
+// ---- Library: favourites, selection and bulk actions, import by drop, reading a dropped image --
+// The page calls the web routes (session cookie + CSRF header), never /api/*: it needs no token.
+
+function csrfToken() {
+  const meta = document.querySelector('meta[name="csrf-token"]');
+  return meta ? meta.content : "";
+}
+
+async function send(url, body) {
+  const headers = { "X-CSRFToken": csrfToken(), Accept: "application/json" };
+  if (!(body instanceof FormData)) headers["Content-Type"] = "application/json";
+  const response = await fetch(url, {
+    method: "POST", headers, credentials: "same-origin",
+    body: body instanceof FormData ? body : JSON.stringify(body),
+  });
+  let data = null;
+  try { data = await response.json(); } catch (error) { data = null; }
+  if (!response.ok) {
+    const detail = data && data.detail;
+    const message = Array.isArray(detail) ? detail.map((d) => d.msg).join("; ") : detail;
+    throw new Error(message || `The server answered ${response.status}.`);
+  }
+  return data;
+}
+
+function fileForm(file) {
+  const body = new FormData();
+  body.append("file", file, file.name || "image");
+  return body;
+}
+
+function setupFavorites() {
+  for (const form of document.querySelectorAll("form[data-favorite-form]")) {
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const value = form.elements.favorite;
+      const button = form.querySelector("button");
+      try {
+        const result = await send(form.action, new FormData(form));
+        button.classList.toggle("on", result.favorite);
+        button.setAttribute("aria-pressed", String(result.favorite));
+        button.setAttribute("aria-label", result.favorite ? "Remove from favourites" : "Add to favourites");
+        value.value = result.favorite ? "0" : "1";
+      } catch (error) {
+        window.alert(error.message);
+      }
+    });
+  }
+}
+
+function setupGallery(gallery) {
+  const toggle = document.getElementById("select-toggle");
+  const bar = document.getElementById("action-bar");
+  const countText = document.getElementById("selection-count");
+  const selectAll = document.getElementById("select-all");
+  const total = Number(gallery.dataset.total);
+  const query = gallery.dataset.query;
+  const cards = () => Array.from(gallery.querySelectorAll(".grid > li"));
+  const selected = new Set();
+  let allMatching = false;
+  let lastIndex = null;
+
+  function render() {
+    for (const card of cards()) {
+      const on = allMatching || selected.has(card.dataset.imageId);
+      card.classList.toggle("selected", on);
+      card.setAttribute("aria-selected", String(on));
+    }
+    const count = allMatching ? total : selected.size;
+    countText.textContent = allMatching ? `All ${total} matching selected` : `${count} selected`;
+    for (const button of bar.querySelectorAll("[data-bulk], #bulk-download")) button.disabled = count === 0;
+  }
+
+  function setMode(on) {
+    gallery.classList.toggle("selecting", on);
+    if (toggle) {
+      toggle.setAttribute("aria-pressed", String(on));
+      toggle.textContent = on ? "Done" : "Select";
+    }
+    bar.hidden = !on;
+    if (!on) { selected.clear(); allMatching = false; lastIndex = null; }
+    render();
+  }
+
+  if (toggle) toggle.addEventListener("click", () => setMode(!gallery.classList.contains("selecting")));
+
+  gallery.addEventListener("click", (event) => {
+    if (!gallery.classList.contains("selecting")) return;
+    const card = event.target.closest(".grid > li");
+    if (!card || event.target.closest("form")) return;
+    event.preventDefault();
+    const list = cards();
+    const index = list.indexOf(card);
+    if (allMatching) {  // narrowing down from "all matching" starts from this page
+      allMatching = false;
+      for (const item of list) selected.add(item.dataset.imageId);
+    }
+    if (event.shiftKey && lastIndex !== null) {
+      const [from, to] = lastIndex < index ? [lastIndex, index] : [index, lastIndex];
+      for (const item of list.slice(from, to + 1)) selected.add(item.dataset.imageId);
+    } else if (selected.has(card.dataset.imageId)) {
+      selected.delete(card.dataset.imageId);
+    } else {
+      selected.add(card.dataset.imageId);
+    }
+    lastIndex = index;
+    render();
+  });
+
+  document.getElementById("select-page").addEventListener("click", () => {
+    allMatching = false;
+    for (const card of cards()) selected.add(card.dataset.imageId);
+    render();
+  });
+  if (selectAll) selectAll.addEventListener("click", () => { allMatching = true; render(); });
+  document.getElementById("select-none").addEventListener("click", () => {
+    allMatching = false;
+    selected.clear();
+    render();
+  });
+
+  const status = document.getElementById("import-status");
+  for (const button of bar.querySelectorAll("[data-bulk]")) {
+    button.addEventListener("click", async () => {
+      const action = button.dataset.bulk;
+      const count = allMatching ? total : selected.size;
+      const body = allMatching ? { action, filter: query } : { action, ids: Array.from(selected, Number) };
+      if (action.endsWith("_collection")) {
+        const choice = document.getElementById("bulk-collection").value;
+        if (!choice) { window.alert("Choose a collection first."); return; }
+        body.collection = Number(choice);
+      }
+      if (action === "delete" && !window.confirm(`Delete ${count} image${count === 1 ? "" : "s"}? This cannot be undone.`)) return;
+      bar.setAttribute("aria-busy", "true");
+      try {
+        const result = await send(gallery.dataset.bulkUrl, body);
+        const failed = result.failed ? `; ${result.failed.length} could not be fully removed` : "";
+        status.textContent = `Done: ${result.done} image${result.done === 1 ? "" : "s"}${failed}.`;
+        window.location.reload();
+      } catch (error) {
+        status.textContent = error.message;
+      } finally {
+        bar.removeAttribute("aria-busy");
+      }
+    });
+  }
+  document.getElementById("bulk-download").addEventListener("click", () => {
+    const base = gallery.dataset.exportUrl;
+    window.location.href = allMatching ? `${base}?${query}` : `${base}?ids=${Array.from(selected).join(",")}`;
+  });
+
+  // Files dropped anywhere on the page are imported, one after another.
+  const overlay = document.getElementById("drop-overlay");
+  let depth = 0;
+  const hasFiles = (event) => event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files");
+  document.addEventListener("dragenter", (event) => { if (hasFiles(event)) { depth += 1; overlay.hidden = false; } });
+  document.addEventListener("dragleave", () => { depth = Math.max(0, depth - 1); if (!depth) overlay.hidden = true; });
+  document.addEventListener("dragover", (event) => { if (hasFiles(event)) event.preventDefault(); });
+  document.addEventListener("drop", async (event) => {
+    if (!hasFiles(event)) return;
+    event.preventDefault();
+    depth = 0;
+    overlay.hidden = true;
+    const files = Array.from(event.dataTransfer.files);
+    let imported = 0, duplicates = 0;
+    const refused = [];
+    for (const [index, file] of files.entries()) {
+      status.textContent = `Importing ${index + 1} of ${files.length}: ${file.name}…`;
+      try {
+        const record = await send(gallery.dataset.importUrl, fileForm(file));
+        if (record.created) imported += 1; else duplicates += 1;
+      } catch (error) {
+        refused.push(`${file.name}: ${error.message}`);
+      }
+    }
+    status.textContent = `Imported ${imported}, skipped ${duplicates} already in the library, refused ${refused.length}.`
+      + (refused.length ? ` ${refused.join(" ")}` : "");
+    if (imported && !refused.length) window.location.reload();
+  });
+}
+
+const FOUND_LABELS = [
+  ["prompt", "Prompt"], ["negative_prompt", "Negative prompt"], ["seed", "Seed"], ["steps", "Steps"],
+  ["cfg_scale", "CFG scale"], ["width", "Width"], ["height", "Height"], ["model", "Model"],
+  ["sampler", "Sampler"],
+];
+const FORMAT_NAMES = {
+  a1111: "AUTOMATIC1111", comfyui: "ComfyUI", invokeai: "InvokeAI", fooocus: "Fooocus",
+  imagegen: "this app", none: "no tool",
+};
+
+function setupPngInfo(form, panel) {
+  const result = document.getElementById("png-info-result");
+  const title = document.getElementById("png-info-title");
+  const list = document.getElementById("png-info-found");
+  let found = null;
+
+  function setField(name, value) {
+    const el = form.elements[name];
+    if (!el || value === undefined || value === null) return;
+    el.value = value;
+    el.dispatchEvent(new Event("input", { bubbles: true }));
+  }
+
+  function show(info, fileName) {
+    found = info.parameters || {};
+    list.replaceChildren();
+    const known = FOUND_LABELS.filter(([key]) => found[key] !== undefined && found[key] !== "");
+    title.textContent = known.length
+      ? `${fileName}: settings written by ${FORMAT_NAMES[info.format] || info.format}`
+      : `${fileName}: no generation settings found`;
+    for (const [key, label] of known) {
+      const term = document.createElement("dt");
+      term.textContent = label;
+      const value = document.createElement("dd");
+      value.textContent = String(found[key]);
+      value.dataset.found = key;
+      list.append(term, value);
+    }
+    for (const button of result.querySelectorAll("[data-apply]")) {
+      const kind = button.dataset.apply;
+      button.disabled = kind !== "none" && (!known.length || (kind === "seed" && found.seed === undefined)
+        || (kind === "prompt" && !found.prompt));
+    }
+    result.hidden = false;
+  }
+
+  async function read(file) {
+    title.textContent = `Reading ${file.name}…`;
+    result.hidden = false;
+    list.replaceChildren();
+    try {
+      show(await send(panel.dataset.url, fileForm(file)), file.name);
+    } catch (error) {
+      found = null;
+      title.textContent = `${file.name}: ${error.message}`;
+      for (const button of result.querySelectorAll("[data-apply]")) button.disabled = button.dataset.apply !== "none";
+    }
+  }
+
+  function applySeed() {
+    if (found.seed === undefined) return;
+    setField("seed", found.seed);
+    form.elements.random_seed.checked = false;
+  }
+
+  for (const button of result.querySelectorAll("[data-apply]")) {
+    button.addEventListener("click", () => {
+      const kind = button.dataset.apply;
+      if (found && kind === "prompt") setField("prompt", found.prompt);
+      if (found && kind === "seed") applySeed();
+      if (found && kind === "all") {
+        for (const name of ["prompt", "negative_prompt", "steps", "cfg_scale", "width", "height"]) {
+          setField(name, found[name]);
+        }
+        applySeed();
+        const providerSelect = form.elements.provider;
+        if (found.provider && Array.from(providerSelect.options).some((o) => o.value === found.provider)) {
+          providerSelect.value = found.provider;
+          providerSelect.dispatchEvent(new Event("change"));
+        }
+        const modelSelect = form.elements.model;
+        if (found.model && Array.from(modelSelect.options).some((o) => o.value === found.model)) {
+          modelSelect.value = found.model;
+          modelSelect.dispatchEvent(new Event("change"));
+        }
+      }
+      result.hidden = true;
+    });
+  }
+
+  const picker = document.getElementById("png-info-file");
+  if (picker) picker.addEventListener("change", () => { if (picker.files[0]) read(picker.files[0]); });
+  for (const target of [form, panel]) {
+    target.addEventListener("dragover", (event) => {
+      if (event.dataTransfer && Array.from(event.dataTransfer.types).includes("Files")) {
+        event.preventDefault();
+        form.classList.add("drop-target");
+      }
+    });
+    target.addEventListener("dragleave", () => form.classList.remove("drop-target"));
+    target.addEventListener("drop", (event) => {
+      if (!event.dataTransfer || !event.dataTransfer.files.length) return;
+      event.preventDefault();
+      form.classList.remove("drop-target");
+      read(event.dataTransfer.files[0]);
+    });
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const form = document.getElementById("generate-form");
   if (form) setupGenerateForm(form);
+  const pngInfo = document.getElementById("png-info");
+  if (form && pngInfo) setupPngInfo(form, pngInfo);
+  const gallery = document.getElementById("gallery");
+  if (gallery) setupGallery(gallery);
+  setupFavorites();
   setupCopyButtons();
   setupConfirmations();
 });
