@@ -272,3 +272,19 @@ def test_a_replicate_model_chosen_by_its_checkpoint_title(make_app, fake_replica
     assert result.image.format == "PNG"
     assert result.image.info["parameters"] == result.info["infotexts"][0]
     assert result.info["sd_model_name"] == "replicate/black-forest-labs/flux-schnell"
+
+
+@pytest.mark.parametrize("name", ["a1111.png", "a1111.jpg", "comfyui.png"])
+def test_png_info_of_other_tools_images(server, name):
+    from tests.test_metadata import SAMPLES
+
+    path = SAMPLES / name
+    if not path.exists():
+        pytest.skip(f"no sample images at {SAMPLES} (other tools' outputs, kept outside the repo)")
+    data = path.read_bytes()
+    response = requests.post(f"{server.url}/sdapi/v1/png-info", timeout=30,
+                             json={"image": base64.b64encode(data).decode()})
+    assert response.status_code == 200
+    answer = response.json()
+    assert answer["info"] and answer["parameters"]["Prompt"]
+    assert int(answer["parameters"]["Steps"]) > 0 and int(answer["parameters"]["Seed"]) >= 0

@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import base64
 import binascii
-import io
 import json
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import replace
 
 from flask import Blueprint, jsonify, request
-from PIL import Image as PILImage
-from PIL import UnidentifiedImageError
 
+from .. import library
 from ..api.routes import json_body
 from ..params import ValidationFailed, error, validate
 from ..ratelimit import generation_limit
@@ -253,7 +251,8 @@ def progress():
 
 @bp.post("/png-info")
 def png_info():
-    """The generation parameters embedded in an image (A1111's PNG Info)."""
+    """The generation parameters embedded in an image (A1111's PNG Info), read by the same
+    parser as POST /api/png-info, whichever tool wrote them."""
     request.max_content_length = BASE64_LIMIT
     body = json_body()
     image = body.get("image") if isinstance(body, Mapping) else None
@@ -261,49 +260,42 @@ def png_info():
         raise ValidationFailed([error("image", "Field required" if image is None
                                       else "Input should be a valid string",
                                       "missing" if image is None else "string_type")])
-    data = _decode_image(image)
-    text, items = _embedded_text(data)
-    return jsonify({"info": text, "items": items, "parameters": parse_infotext(text)})
+    try:
+        opened, found = library.inspect(_decode_base64(image))
+    except library.Refused as exc:
+        raise ValidationFailed([error("image", f"Not an image this app can read: {exc}",
+                                      "value_error")]) from None
+    items = {key: value for key, value in opened.info.items()
+             if isinstance(value, str) and key != "parameters"}
+    return jsonify({"info": opened.info.get("parameters") or found.text, "items": items,
+                    "parameters": a1111_parameters(found.parameters)})
 
 
-def _decode_image(text: str) -> bytes:
-    """Base64 (optionally a data: URL) → bytes of a readable image; 422 otherwise."""
+def _decode_base64(text: str) -> bytes:
     if text.startswith("data:"):
         text = text.partition(",")[2]
     try:
-        data = base64.b64decode(text.strip(), validate=True)
-        with PILImage.open(io.BytesIO(data)) as opened:
-            opened.verify()
-    except (binascii.Error, ValueError, UnidentifiedImageError, OSError, SyntaxError):
-        raise ValidationFailed([error("image", "Input should be a base64-encoded PNG, JPEG or "
-                                               "WebP image", "value_error")]) from None
-    return data
+        return base64.b64decode(text.strip(), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValidationFailed([error("image", "Input should be a base64-encoded image",
+                                      "value_error")]) from None
 
 
-def _embedded_text(data: bytes) -> tuple[str, dict]:
-    with PILImage.open(io.BytesIO(data)) as opened:
-        info = {key: value for key, value in opened.info.items() if isinstance(value, str)}
-    return info.pop("parameters", ""), info
+# The common names of what an image carries → the names A1111's png-info answers with.
+A1111_NAMES = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "steps": "Steps",
+               "cfg_scale": "CFG scale", "seed": "Seed", "model": "Model"}
 
 
-def parse_infotext(text: str) -> dict:
-    """A1111's parameters text as A1111's png-info `parameters` (Prompt, Steps, Size-1, ...)."""
-    if not text:
+def a1111_parameters(parameters: dict) -> dict:
+    """Parameters read from an image, as A1111's png-info names them (Size as Size-1, Size-2)."""
+    if not parameters:
         return {}
-    lines = text.strip().split("\n")
-    settings = lines.pop() if lines and ": " in lines[-1] and "Steps:" in lines[-1] else ""
-    prompt, negative, in_negative = [], [], False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative, line = True, line[len("Negative prompt:"):].strip()
-        (negative if in_negative else prompt).append(line)
-    parsed: dict = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
-    for pair in settings.split(", "):
-        key, sep, value = pair.partition(": ")
-        if not sep:
-            continue
-        if key == "Size" and "x" in value:
-            parsed["Size-1"], _, parsed["Size-2"] = value.partition("x")
-        else:
-            parsed[key] = value
-    return parsed
+    named = {label: str(parameters[name]) if name not in ("prompt", "negative_prompt")
+             else parameters[name] for name, label in A1111_NAMES.items() if name in parameters}
+    named.setdefault("Negative prompt", "")
+    if "width" in parameters and "height" in parameters:
+        named["Size-1"], named["Size-2"] = str(parameters["width"]), str(parameters["height"])
+    for key, value in (parameters.get("settings") or {}).items():
+        if key != "Size":
+            named[key] = value
+    return named
