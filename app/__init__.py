@@ -82,6 +82,9 @@ def register_blueprints(app: Flask) -> None:
     app.register_blueprint(api_bp, url_prefix="/api")
     app.register_blueprint(web_bp)
     app.add_url_rule("/health", view_func=health)
+    from .compat import register as register_compat
+
+    register_compat(app)
 
 
 def register_rate_limit(app: Flask) -> None:

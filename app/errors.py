@@ -26,8 +26,11 @@ MESSAGES = {
 }
 
 
+JSON_PREFIXES = ("/api/", "/v1/", "/sdapi/")
+
+
 def wants_json() -> bool:
-    return request.path.startswith("/api/") or request.path in ("/api", "/health")
+    return request.path.startswith(JSON_PREFIXES) or request.path in ("/api", "/health")
 
 
 def register(app: Flask) -> None:

@@ -115,7 +115,9 @@ class GenerationService:
             for field, (low, high) in model.limits.items()
             if field in model.honours and not low <= getattr(params, field) <= high
         ]
-        options, refused = model.check_options(params.options)
+        given = {**{name: value for name, value in params.offered.items() if model.option(name)},
+                 **params.options}
+        options, refused = model.check_options(given)
         problems += [{"loc": ["body", "options", option], "msg": msg, "type": kind}
                      for option, msg, kind in refused]
         if problems:
@@ -130,6 +132,8 @@ class GenerationService:
         ignored = [
             name for name in model.ignores() if name != "negative_prompt" or params.negative_prompt
         ]
+        ignored += [name for name in (*params.offered, *params.ignored)
+                    if name not in ignored and not (name in params.offered and model.option(name))]
         timeout = float(self.config["GENERATION_TIMEOUT"])
         requests = [
             GenerationRequest(
@@ -147,7 +151,7 @@ class GenerationService:
     def generate(self, params: GenerationParams, created_by: str = "api") -> Image:
         """One image (params.count is taken as 1); a failure raises the provider's error."""
         if params.count != 1:
-            params = GenerationParams(**{**params.as_dict(), "count": 1})
+            params = replace(params, count=1)
         batch = self._run(self.plan(params), batch_id=None, created_by=created_by)
         return batch.images[0]
 

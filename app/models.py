@@ -227,3 +227,13 @@ class IdempotencyKey(db.Model):
     content_type: Mapped[str | None] = mapped_column(sa.String(100))
     location: Mapped[str | None] = mapped_column(sa.String(500))
     body: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Setting(db.Model):
+    """A setting changed at run time (A1111's sd_model_checkpoint): shared by every node."""
+
+    __tablename__ = "setting"
+
+    key: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(sa.Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)

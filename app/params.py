@@ -91,9 +91,16 @@ class GenerationParams:
     seed: int = 0
     count: int = 1
     options: dict = field(default_factory=dict)
+    # From the compatible APIs: options offered for whichever model is chosen (OpenAI's `quality`),
+    # sent where the model takes them and otherwise named in the record's `ignored`; and the
+    # names of parameters the caller could not pass on at all (A1111's `enable_hr`).
+    offered: dict = field(default_factory=dict)
+    ignored: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        values = asdict(self)
+        del values["offered"], values["ignored"]
+        return values
 
 
 class ValidationFailed(Exception):

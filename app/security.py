@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import re
 
@@ -32,6 +34,25 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "X-Frame-Options": "DENY",
 }
+# Where API_TOKENS apply: the JSON API and the two compatible APIs.
+TOKEN_PREFIXES = ("/api/", "/v1/", "/sdapi/")
+# AUTOMATIC1111's clients authenticate as `--api-auth` users: HTTP Basic, the token as password.
+BASIC_PREFIXES = ("/sdapi/",)
+
+
+def presented_token(path: str) -> str | None:
+    """The token the request carries: a Bearer token, or on the A1111 routes a Basic password."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    scheme, value = scheme.lower(), value.strip()
+    if scheme == "bearer":
+        return value
+    if scheme == "basic" and path.startswith(BASIC_PREFIXES):
+        try:
+            decoded = base64.b64decode(value, validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return decoded.partition(":")[2]
+    return None
 
 
 def named_tokens(entries: list[str]) -> dict[str, str]:
@@ -72,18 +93,22 @@ def register(app: Flask) -> None:
     @app.before_request
     def require_api_token():
         tokens = app.config["API_TOKEN_NAMES"]
-        if not tokens or not request.path.startswith("/api/") or request.method == "OPTIONS":
+        path = request.path
+        if not tokens or not path.startswith(TOKEN_PREFIXES) or request.method == "OPTIONS":
             return None
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        given_bytes = given.strip().encode()
+        given_bytes = (presented_token(path) or "").encode()
         # Compare with every token (no early exit), so timing says nothing about which matched.
         matches = [name for name, token in tokens.items()
                    if hmac.compare_digest(given_bytes, token.encode())]
-        if scheme.lower() == "bearer" and matches:
+        if given_bytes and matches:
             g.api_token_name = matches[0]
             return None
-        return error_response(401, "Missing or invalid API token (Authorization: Bearer <token>).",
-                              headers={"WWW-Authenticate": "Bearer"})
+        basic = path.startswith(BASIC_PREFIXES)
+        how = "Authorization: Bearer <token>" + (", or Basic with the token as password" if basic
+                                                 else "")
+        return error_response(401, f"Missing or invalid API token ({how}).",
+                              headers={"WWW-Authenticate": 'Basic realm="sdapi"' if basic
+                                       else "Bearer"})
 
     # Images may come from the bucket or a CDN: that one origin is allowed for images.
     origin = app.extensions["image_store"].origin

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_batches  # noqa: E402
+import bench_compat  # noqa: E402
 import bench_curate  # noqa: E402
 import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
@@ -78,6 +79,7 @@ def main() -> None:
             rows += bench_curate.filters_and_bulk(server, database)
             rows += bench_generate.run(server, chosen)
             rows += bench_spending.run(server)
+            rows += bench_compat.run(server, chosen)
             rows.append(memory_row(server))
     rows += bench_batches.run()
     rows += bench_postgres.run()

@@ -265,6 +265,9 @@ def test_openapi_operations_never_fail_on_the_server(apps):
             response = case.call()
             case.validate_response(response, checks=[not_a_server_error])
             if response.status_code >= 400 and case.method.upper() != "HEAD":
-                assert set(response.json()) == {"detail", "error"}, response.text
+                if case.path.startswith("/v1/"):  # OpenAI's shape
+                    assert set(response.json()["error"]) == {"message", "type", "param", "code"}
+                else:
+                    assert set(response.json()) == {"detail", "error"}, response.text
 
         run()

@@ -703,6 +703,8 @@ def all_paths() -> dict:
 
 def document() -> dict:
     """The whole OpenAPI 3.1 document."""
+    from ..compat import openapi as compat
+
     return {
         "openapi": "3.1.0",
         "info": {
@@ -717,10 +719,11 @@ def document() -> dict:
             ),
         },
         "tags": [{"name": "images"}, {"name": "library"}, {"name": "collections"},
-                 {"name": "providers"}, {"name": "spending"}, {"name": "service"}],
-        "paths": all_paths(),
+                 {"name": "providers"}, {"name": "spending"}, {"name": "service"},
+                 {"name": "openai"}, {"name": "automatic1111"}],
+        "paths": {**all_paths(), **compat.paths()},
         "components": {
-            "schemas": schemas(),
+            "schemas": {**schemas(), **compat.schemas()},
             "securitySchemes": {"bearerAuth": {
                 "type": "http", "scheme": "bearer",
                 "description": "One of the server's API_TOKENS; not needed when none are set.",
