@@ -17,6 +17,10 @@ DEFAULT_REPLICATE_MODEL = (
 )
 
 
+class ConfigError(ValueError):
+    """A setting that cannot be used; the message names it, and the app does not start."""
+
+
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name, "").strip()
     return value or default
@@ -103,6 +107,9 @@ def load_config(instance_path: str | Path, dotenv_path: str | Path = DOTENV_PATH
         "OPENAI_MODEL": _env("OPENAI_MODEL", "gpt-image-2"),
         "GENERATION_TIMEOUT": float(_env("GENERATION_TIMEOUT", "120")),
         "API_TOKENS": _csv("API_TOKENS"),
+        "DAILY_BUDGET": _env("DAILY_BUDGET"),
+        "TOKEN_BUDGETS": _env("TOKEN_BUDGETS"),
+        "PRICES": _env("PRICES"),
         "RATE_LIMIT": _env("RATE_LIMIT", "30 per minute"),
         "RATE_LIMIT_STORAGE_URI": _env("RATE_LIMIT_STORAGE_URI"),
         "CORS_ORIGINS": _csv("CORS_ORIGINS"),

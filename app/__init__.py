@@ -12,6 +12,8 @@ from config import BASE_DIR, database_url, load_config, require_shared_secret
 from .extensions import csrf, db, migrate
 from .generation import GenerationService
 from .providers import build_providers
+from .security import named_tokens
+from .spending import Spending
 from .storage import store_from_config
 
 
@@ -61,6 +63,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 def register_services(app: Flask) -> None:
     store = app.extensions["image_store"] = store_from_config(app.config)
     app.extensions["generation"] = GenerationService(build_providers(app.config), store, app.config)
+    # API_TOKENS, PRICES, DAILY_BUDGET and TOKEN_BUDGETS: a malformed one stops the app here.
+    app.config["API_TOKEN_NAMES"] = named_tokens(app.config["API_TOKENS"])
+    app.extensions["spending"] = Spending(app.config, list(app.config["API_TOKEN_NAMES"]))
 
     # Images may live outside static/ (IMAGES_DIR); nginx serves them itself in production.
     @app.get("/static/images/<path:filename>", endpoint="image_file")
@@ -98,8 +103,9 @@ def register_security(app: Flask) -> None:
 
 
 def register_cli(app: Flask) -> None:
-    from .cli import generate_command, images_group
+    from .cli import generate_command, images_group, usage_command
 
     app.cli.add_command(generate_command)
     app.cli.add_command(images_group)
+    app.cli.add_command(usage_command)
 

@@ -14,6 +14,7 @@ from .generation import service
 from .models import Image
 from .params import ValidationFailed, validate
 from .providers.base import ProviderError
+from .spending import GROUPINGS, dollars, parse_time, spending
 from .storage import StorageError
 
 
@@ -59,10 +60,11 @@ def generate_command(prompt, provider, model, width, height, steps, cfg_scale, s
     try:
         params = validate(body)
         if params.count == 1:
-            _echo_record(generation.generate(params))
+            _echo_record(generation.generate(params, created_by="cli"))
             return
         with click.progressbar(length=params.count, label="Generating", file=sys.stderr) as bar:
-            batch = generation.generate_batch(params, on_done=lambda index: bar.update(1))
+            batch = generation.generate_batch(params, on_done=lambda index: bar.update(1),
+                                              created_by="cli")
     except ValidationFailed as exc:
         messages = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}"
                              for e in exc.errors)
@@ -162,3 +164,32 @@ def verify_command(fix):
     except StorageError as exc:
         raise click.ClickException(exc.detail) from None
     click.echo(f"Fixed {problems} problem(s).")
+
+
+@click.command("usage")
+@click.option("--since", default=None, help="An ISO date or time (UTC); everything when omitted.")
+@click.option("--until", default=None, help="An ISO date (inclusive) or time (UTC).")
+@click.option("--by", type=click.Choice(GROUPINGS), default="day", show_default=True)
+@with_appcontext
+def usage_command(since, until, by):
+    """What generation has cost, as GET /api/usage reports it."""
+    try:
+        start = parse_time(since) if since else None
+        end = parse_time(until, end=True) if until else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    report = spending().usage(start, end, by)
+    rows = [(g["key"], str(g["images"]), dollars(g["cost"])) for g in report["groups"]]
+    rows.append(("total", str(report["total"]["images"]), dollars(report["total"]["cost"])))
+    widths = [max(len(row[i]) for row in [(by, "images", "cost"), *rows]) for i in range(3)]
+    click.echo(f"{by:<{widths[0]}}  {'images':>{widths[1]}}  {'cost':>{widths[2]}}")
+    for key, images, cost in rows:
+        click.echo(f"{key:<{widths[0]}}  {images:>{widths[1]}}  {cost:>{widths[2]}}")
+    budget = report["budget"]
+    if budget["daily"] is not None:
+        click.echo(f"today: {dollars(budget['spent_today'])} spent, "
+                   f"{dollars(budget['left_today'])} left of {dollars(budget['daily'])} "
+                   "(DAILY_BUDGET)")
+    for token in budget.get("tokens", []):
+        click.echo(f"today, token {token['name']}: {dollars(token['spent_today'])} spent, "
+                   f"{dollars(token['left_today'])} left of {dollars(token['daily'])}")

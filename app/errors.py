@@ -11,7 +11,7 @@ from flask import Flask, render_template, request
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from .api.errors import error_response
+from .api.errors import error_response, provider_error_response
 from .extensions import db
 from .params import ValidationFailed
 from .providers.base import ProviderError
@@ -58,8 +58,7 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(ProviderError)
     def provider_error(exc: ProviderError):
-        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
-        return error_response(exc.status, exc.detail, exc.code, headers)
+        return provider_error_response(exc)
 
     @app.errorhandler(sa.exc.OperationalError)
     @app.errorhandler(sa.exc.InterfaceError)

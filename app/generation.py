@@ -30,6 +30,7 @@ from .providers.base import (
     UpstreamError,
     UpstreamTimeout,
 )
+from .spending import spending
 from .storage import ImageStore, InvalidImage, StagedImage, StorageError
 
 SETTINGS = {"stability": "STABILITY_API_KEY", "replicate": "REPLICATE_API_TOKEN",
@@ -143,33 +144,48 @@ class GenerationService:
         return Plan(params, provider, model, options, ignored, requests,
                     time.monotonic() + timeout)
 
-    def generate(self, params: GenerationParams) -> Image:
+    def generate(self, params: GenerationParams, created_by: str = "api") -> Image:
         """One image (params.count is taken as 1); a failure raises the provider's error."""
         if params.count != 1:
             params = GenerationParams(**{**params.as_dict(), "count": 1})
-        batch = self._run(self.plan(params), batch_id=None)
+        batch = self._run(self.plan(params), batch_id=None, created_by=created_by)
         return batch.images[0]
 
     def generate_batch(self, params: GenerationParams,
-                       on_done: Callable[[int], None] | None = None) -> Batch:
+                       on_done: Callable[[int], None] | None = None,
+                       created_by: str = "api") -> Batch:
         """params.count images at once within one GENERATION_TIMEOUT.
 
         Every image that was made is kept; each failure is reported by index. When none was
         made, the first failure is raised as for a single image. `on_done(index)` is called in
         this thread as each member finishes, made or not.
         """
-        return self._run(self.plan(params), batch_id=uuid.uuid4().hex, on_done=on_done)
+        return self._run(self.plan(params), batch_id=uuid.uuid4().hex, on_done=on_done,
+                         created_by=created_by)
 
     def _run(self, plan: Plan, batch_id: str | None,
-             on_done: Callable[[int], None] | None = None) -> Batch:
+             on_done: Callable[[int], None] | None = None, created_by: str = "api") -> Batch:
+        # The whole request's estimate is held against the budgets before any provider call;
+        # what the images really cost is settled when it ends, and the rest given back.
+        with spending().reservation(created_by, plan.provider.name, plan.model.name,
+                                    plan.params, len(plan.requests)) as charge:
+            # The provider's time starts once the budget is held.
+            plan = replace(plan, deadline=time.monotonic() + float(
+                self.config["GENERATION_TIMEOUT"]))
+            return self._run_reserved(plan, batch_id, on_done, created_by, charge)
+
+    def _run_reserved(self, plan: Plan, batch_id: str | None, on_done, created_by: str,
+                      charge) -> Batch:
         started = time.monotonic()
         staged: dict[int, tuple[GenerationResult, StagedImage]] = {}
         failed: dict[int, ProviderError] = {}
+        costs: dict[int, tuple[float, str]] = {}
 
         def finish(index: int, outcome: GenerationResult | ProviderError) -> None:
             if isinstance(outcome, ProviderError):
                 failed[index] = outcome
             else:
+                costs[index] = charge.add(outcome)
                 try:
                     staged[index] = (outcome, self._stage(plan, index, outcome))
                 except ProviderError as exc:
@@ -184,7 +200,7 @@ class GenerationService:
                 self._concurrently(plan, finish)
             if not staged:
                 raise failed[min(failed)]
-            images = self._commit(plan, staged, batch_id, started)
+            images = self._commit(plan, staged, batch_id, started, costs, created_by)
         except BaseException:
             for _, files in staged.values():
                 files.discard()
@@ -246,7 +262,8 @@ class GenerationService:
             del requested["options"]
         return requested
 
-    def _commit(self, plan: Plan, staged: dict, batch_id: str | None, started: float) -> list:
+    def _commit(self, plan: Plan, staged: dict, batch_id: str | None, started: float,
+                costs: dict, created_by: str) -> list:
         """The records of the staged images, in index order, committed together."""
         params, model = plan.params, plan.model
         duration_ms = round((time.monotonic() - started) * 1000)
@@ -265,6 +282,7 @@ class GenerationService:
                     format=files.format, file_size=files.file_size, duration_ms=duration_ms,
                     created_at=created_at, options=plan.options, batch_id=batch_id,
                     batch_index=index if batch_id else None,
+                    cost=costs[index][0], cost_detail=costs[index][1], created_by=created_by,
                 )
                 db.session.add(record)
                 db.session.flush()

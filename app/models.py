@@ -65,6 +65,9 @@ class Image(db.Model):
     file_size: Mapped[int]
     duration_ms: Mapped[int]
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cost: Mapped[float | None] = mapped_column(sa.Float)  # US dollars; None for imported images
+    cost_detail: Mapped[str | None] = mapped_column(sa.String(200))
+    created_by: Mapped[str | None] = mapped_column(sa.String(64))
     options: Mapped[dict] = mapped_column(sa.JSON, default=dict, server_default=sa.text("'{}'"))
     batch_id: Mapped[str | None] = mapped_column(sa.String(32))
     batch_index: Mapped[int | None]
@@ -108,7 +111,77 @@ class Image(db.Model):
             "file_size": self.file_size,
             "duration_ms": self.duration_ms,
             "created_at": self.created_at.isoformat(),
+            "cost": self.cost,
+            "cost_detail": self.cost_detail,
+            "created_by": self.created_by,
             "options": self.options or {},
             "batch_id": self.batch_id,
             "batch_index": self.batch_index,
         }
+
+
+class Charge(db.Model):
+    """Money one generation request spends: reserved before the provider call, then settled.
+
+    Rows stay after settling (deleting an image does not give its money back): they are what
+    budgets and usage count. An unsettled row past `expires_at` belongs to a request that died.
+    """
+
+    __tablename__ = "charge"
+    __table_args__ = (
+        # The charges still open today: what the budget check adds to the day's totals.
+        sa.Index("ix_charge_open", "settled", "day", "created_by"),
+        # Covers the usage of part of a day (a since or until at a time, not a date).
+        sa.Index("ix_charge_usage", "created_at", "settled", "provider", "model", "created_by",
+                 "images", "amount"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(sa.String(10))  # the UTC date, YYYY-MM-DD
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    images: Mapped[int]
+    amount: Mapped[float] = mapped_column(sa.Float)  # US dollars: the estimate until settled
+    settled: Mapped[bool] = mapped_column(default=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChargeDay(db.Model):
+    """Settled charges summed per UTC day, provider, model and caller: what usage reports read."""
+
+    __tablename__ = "charge_day"
+    __table_args__ = (
+        sa.UniqueConstraint("day", "provider", "model", "created_by", name="uq_charge_day"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[str] = mapped_column(sa.String(10))
+    provider: Mapped[str] = mapped_column(sa.String(32))
+    model: Mapped[str] = mapped_column(sa.String(200))
+    created_by: Mapped[str] = mapped_column(sa.String(64))
+    images: Mapped[int]
+    amount: Mapped[float] = mapped_column(sa.Float)
+
+
+class IdempotencyKey(db.Model):
+    """One caller's Idempotency-Key: the request it named and, once done, the answer it got."""
+
+    __tablename__ = "idempotency_key"
+    __table_args__ = (
+        sa.UniqueConstraint("caller", "key", name="uq_idempotency_caller_key"),
+        sa.Index("ix_idempotency_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    caller: Mapped[str] = mapped_column(sa.String(255))
+    key: Mapped[str] = mapped_column(sa.String(255))
+    fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    locked_until: Mapped[datetime] = mapped_column(UTCDateTime)  # a running request's deadline
+    status: Mapped[int | None]  # None while the first request runs
+    content_type: Mapped[str | None] = mapped_column(sa.String(100))
+    location: Mapped[str | None] = mapped_column(sa.String(500))
+    body: Mapped[str | None] = mapped_column(sa.Text)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import hmac
+import re
 
-from flask import Flask, request
+from flask import Flask, g, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from config import ConfigError
+
 from .api.errors import error_response
+
+TOKEN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 CONTENT_SECURITY_POLICY = "; ".join([
     "default-src 'self'",
@@ -27,6 +32,23 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "X-Frame-Options": "DENY",
 }
+
+
+def named_tokens(entries: list[str]) -> dict[str, str]:
+    """API_TOKENS entries (`name:token` or a bare token, named token-N by its place) by name."""
+    named: dict[str, str] = {}
+    for place, entry in enumerate(entries, start=1):
+        name, sep, token = entry.partition(":")
+        name, token = (name.strip(), token.strip()) if sep else (f"token-{place}", entry.strip())
+        if not token or not TOKEN_NAME.fullmatch(name):
+            raise ConfigError(f"API_TOKENS: entry {place} should be a token or name:token, the "
+                              "name 1-64 letters, digits or ._@- and the token not empty.")
+        if name in named:
+            raise ConfigError(f"API_TOKENS: the name {name!r} is given twice.")
+        if token in named.values():
+            raise ConfigError(f"API_TOKENS: entry {place} repeats another entry's token.")
+        named[name] = token
+    return named
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -49,13 +71,16 @@ def register(app: Flask) -> None:
 
     @app.before_request
     def require_api_token():
-        tokens = app.config["API_TOKENS"]
+        tokens = app.config["API_TOKEN_NAMES"]
         if not tokens or not request.path.startswith("/api/") or request.method == "OPTIONS":
             return None
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         given_bytes = given.strip().encode()
-        matches = [hmac.compare_digest(given_bytes, token.encode()) for token in tokens]
-        if scheme.lower() == "bearer" and any(matches):
+        # Compare with every token (no early exit), so timing says nothing about which matched.
+        matches = [name for name, token in tokens.items()
+                   if hmac.compare_digest(given_bytes, token.encode())]
+        if scheme.lower() == "bearer" and matches:
+            g.api_token_name = matches[0]
             return None
         return error_response(401, "Missing or invalid API token (Authorization: Bearer <token>).",
                               headers={"WWW-Authenticate": "Bearer"})

@@ -127,6 +127,31 @@ def _rows(count: int, seed: int = 1):
                created.isoformat(sep=" ", timespec="microseconds"))
 
 
+TOKEN_NAMES = ("alice", "ci", "web", "cli")
+PRICE = {"stability": 0.065, "replicate": 0.003, "offline": 0.0}
+
+
+def _charges(connection: sqlite3.Connection) -> None:
+    """One settled charge per record (the year moved to end today), their daily totals, and each
+    record's cost."""
+    shift = (datetime.now(UTC).date() - datetime(2026, 11, 1, tzinfo=UTC).date()).days
+    price = " ".join(f"WHEN '{name}' THEN {value}" for name, value in PRICE.items())
+    by = " ".join(f"WHEN {n} THEN '{name}'" for n, name in enumerate(TOKEN_NAMES))
+    moved = f"datetime(created_at, '{shift:+d} days')"
+    connection.execute(
+        "INSERT INTO charge (day, created_at, created_by, provider, model, images, amount,"
+        f" settled, expires_at) SELECT substr({moved}, 1, 10), {moved},"
+        f" CASE id % {len(TOKEN_NAMES)} {by} END, provider, model, 1,"
+        f" CASE provider {price} END, 1, {moved} FROM image")
+    connection.execute(
+        "INSERT INTO charge_day (day, provider, model, created_by, images, amount)"
+        " SELECT day, provider, model, created_by, sum(images), sum(amount) FROM charge"
+        " GROUP BY day, provider, model, created_by")
+    connection.execute(
+        f"UPDATE image SET cost = CASE provider {price} END,"
+        f" created_by = CASE id % {len(TOKEN_NAMES)} {by} END")
+
+
 def _schema_key() -> str:
     digest = hashlib.sha256()
     for path in sorted((ROOT / "migrations" / "versions").glob("*.py")):
@@ -163,6 +188,7 @@ def library(count: int = LIBRARY_SIZE) -> Path:
             " height, steps, cfg_scale, requested, ignored, content_filtered, format, file_size,"
             " duration_ms, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             _rows(count))
+        _charges(connection)
     connection.execute("ANALYZE")
     connection.execute("VACUUM")
     connection.close()

@@ -18,6 +18,7 @@ import bench_generate  # noqa: E402
 import bench_library  # noqa: E402
 import bench_offline  # noqa: E402
 import bench_postgres  # noqa: E402
+import bench_spending  # noqa: E402
 import bench_store  # noqa: E402
 from common import LIBRARY_SIZE, copy_of_library, machine, print_rows, verdict  # noqa: E402
 from server import GUNICORN_SETUP, Gunicorn, memory_row  # noqa: E402
@@ -65,13 +66,15 @@ def main() -> None:
           f"{LIBRARY_SIZE:,} records; list/search/gallery {bench_library.N} requests per case; "
           f"deep page {bench_library.DEEP_PAGES} pages; generation "
           f"{bench_generate.SEQUENTIAL} sequential then {bench_generate.CONCURRENT} from "
-          f"{bench_generate.CLIENTS} clients; {GUNICORN_SETUP}")
+          f"{bench_generate.CLIENTS} clients; spending checks {bench_spending.N} × 2, usage "
+          f"{bench_spending.HTTP_N} requests per case; {GUNICORN_SETUP}")
     rows = bench_store.run() + bench_store.run_s3() + bench_offline.run()
     with bench_generate.provider() as chosen, tempfile.TemporaryDirectory() as folder:
         database = copy_of_library(Path(folder))
         with Gunicorn(database, Path(folder) / "images", **chosen.env) as server:
             rows += bench_library.run(server)
             rows += bench_generate.run(server, chosen)
+            rows += bench_spending.run(server)
             rows.append(memory_row(server))
     rows += bench_batches.run()
     rows += bench_postgres.run()

@@ -81,9 +81,11 @@ def test_request_schema_states_the_contract_rules(document):
 def test_generate_errors_carry_the_contract_codes(document):
     responses = document["paths"]["/api/generate"]["post"]["responses"]
     expected = {"400": {"provider_not_configured"}, "401": {"unauthorized"},
-                "402": {"credits_exhausted"}, "404": {"not_found"},
+                "402": {"credits_exhausted", "budget_exceeded"}, "404": {"not_found"},
+                "409": {"request_in_progress"},
                 "413": {"payload_too_large"}, "415": {"unsupported_media_type"},
-                "422": {"validation_error", "content_moderation"}, "429": {"rate_limited"},
+                "422": {"validation_error", "content_moderation", "idempotency_key_reused"},
+                "429": {"rate_limited"},
                 "502": {"upstream_error"}, "503": {"storage_error"}, "504": {"upstream_timeout"}}
     for status, codes in expected.items():
         examples = responses[status]["content"]["application/json"]["examples"]

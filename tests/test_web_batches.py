@@ -71,7 +71,9 @@ def test_a_refused_option_is_shown_at_its_field(client, fake_stability, images_d
     assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "Input should be one of &#39;png&#39;, &#39;jpeg&#39;" in page
-    assert fake_stability.requests == [] and files_in(images_dir) == []
+    # The form read the account's balance to show it; no image was asked for.
+    assert [r.path for r in fake_stability.requests] == ["/v1/user/balance"]
+    assert files_in(images_dir) == []
 
 
 def test_only_the_chosen_models_options_are_shown(client):

@@ -8,6 +8,7 @@ CODES = {
     400: "bad_request",
     401: "unauthorized",
     402: "credits_exhausted",
+    409: "conflict",
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
@@ -27,3 +28,9 @@ def error_response(status: int, detail, code: str | None = None, headers: dict |
     response.status_code = status
     response.headers.update(headers or {})
     return response
+
+
+def provider_error_response(exc):
+    """A failed generation (a ProviderError) as its contract status, code and message."""
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else {}
+    return error_response(exc.status, exc.detail, exc.code, headers)

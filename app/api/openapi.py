@@ -33,6 +33,10 @@ SITUATIONS = {
     "rate_limited": "Our rate limit or the provider's; wait for Retry-After seconds.",
     "upstream_error": "The provider failed, answered garbage, or rejected our key.",
     "upstream_timeout": "The generation took longer than GENERATION_TIMEOUT.",
+    "budget_exceeded": "The estimate would take today's spending past DAILY_BUDGET or the "
+                       "token's budget (TOKEN_BUDGETS); refused before any provider call.",
+    "request_in_progress": "The first request with this Idempotency-Key is still running.",
+    "idempotency_key_reused": "This Idempotency-Key was used with another request body.",
     "storage_error": "The image store (folder or S3 bucket) cannot be reached or refused the "
                      "write; nothing was kept. Try again later.",
 }
@@ -48,9 +52,14 @@ EXAMPLE_DETAILS = {
     "rate_limited": "Too many requests: 30 per 1 minute.",
     "upstream_error": "The provider answered with an unusable image.",
     "upstream_timeout": "The provider did not answer within 120 seconds.",
+    "budget_exceeded": "This request is estimated at $0.065, more than the $0.02 left of "
+                       "today's budget (DAILY_BUDGET) of $5.00; it resets at midnight UTC.",
+    "request_in_progress": "A request with this Idempotency-Key is still running.",
+    "idempotency_key_reused": "This Idempotency-Key was used with another request body.",
     "storage_error": "Image storage refused the write (AccessDenied).",
 }
-GENERATE_STATUSES = (400, 401, 402, 404, 413, 415, 422, 429, 502, 503, 504)
+GENERATE_STATUSES = (400, 401, 402, 404, 409, 413, 415, 422, 429, 502, 503, 504)
+IDEMPOTENCY_CODES = {409: ["request_in_progress"], 422: ["idempotency_key_reused"]}
 
 
 def provider_codes() -> dict[int, list[str]]:
@@ -75,7 +84,8 @@ def codes_for(status: int, *, generation: bool = False) -> list[str]:
     if status == 422:
         codes.append(CODES[422])
     if generation:
-        codes += [c for c in provider_codes().get(status, []) if c not in codes]
+        codes += [c for c in provider_codes().get(status, []) + IDEMPOTENCY_CODES.get(status, [])
+                  if c not in codes]
         if status == StorageError.status:
             codes.append(StorageError.code)
     if not codes:
@@ -163,6 +173,14 @@ def image_schema() -> dict:
             "file_size": {"type": "integer", "description": "Bytes."},
             "duration_ms": integer,
             "created_at": {"type": "string", "format": "date-time"},
+            "cost": {"type": ["number", "null"],
+                     "description": "US dollars, from the price table (0 offline; null for "
+                                    "imported images)."},
+            "cost_detail": {"type": ["string", "null"],
+                            "description": "How the cost was reckoned, e.g. `6.5 credits`."},
+            "created_by": {"type": ["string", "null"],
+                           "description": "The API token's name; `api` when API_TOKENS is "
+                                          "unset; `web` or `cli`."},
             "options": {"type": "object", "description": "The model options that were sent."},
             "batch_id": {"type": ["string", "null"],
                          "description": "The batch the image belongs to; null for one image."},
@@ -172,7 +190,8 @@ def image_schema() -> dict:
         "required": ["id", "filename", "url", "thumbnail_url", "prompt", "negative_prompt",
                      "provider", "model", "seed", "width", "height", "steps", "cfg_scale",
                      "requested", "ignored", "content_filtered", "format", "file_size",
-                     "duration_ms", "created_at", "options", "batch_id", "batch_index"],
+                     "duration_ms", "created_at", "options", "batch_id", "batch_index", "cost",
+                     "cost_detail", "created_by"],
     }
 
 
@@ -209,11 +228,21 @@ IMAGE_EXAMPLE = {
     "ignored": [], "content_filtered": False, "format": "png", "file_size": 812345,
     "duration_ms": 85, "created_at": "2025-01-01T12:00:00+00:00", "options": {},
     "batch_id": None, "batch_index": None,
+    "cost": 0.0, "cost_detail": "free (rendered offline)", "created_by": "api",
+}
+MONEY = {"type": "number", "description": "US dollars."}
+MAYBE_MONEY = {"type": ["number", "null"], "description": "US dollars; null when no budget."}
+USAGE_EXAMPLE = {
+    "total": {"images": 12, "cost": 0.432},
+    "groups": [{"key": "stability/sd3.5-large", "images": 6, "cost": 0.39},
+               {"key": "replicate/black-forest-labs/flux-schnell", "images": 6, "cost": 0.018}],
+    "budget": {"daily": 5.0, "spent_today": 0.432, "left_today": 4.568},
 }
 
 
 def schemas() -> dict:
     all_codes = sorted({*CODES.values(), *(c for cs in provider_codes().values() for c in cs),
+                        *(c for cs in IDEMPOTENCY_CODES.values() for c in cs),
                         StorageError.code})
     return {
         "GenerateRequest": request_schema(),
@@ -259,6 +288,14 @@ def schemas() -> dict:
                 "sizes": {"type": "array", "description": "The exact sizes the model makes.",
                           "items": {"type": "array", "items": {"type": "integer"}}},
                 "notes": {"type": "string"},
+                "price": {"type": "object", "properties": {
+                    "per_image": {"type": ["number", "null"],
+                                  "description": "US dollars an image (for tokens, a typical "
+                                                 "1024x1024 image at the default quality)."},
+                    "basis": {"type": "string",
+                              "enum": ["credits", "per_image", "tokens", "time", "free"]},
+                    "note": {"type": "string"},
+                }},
                 "options": {"type": "array", "description": "The model's own options.",
                             "items": {"$ref": REF + "ModelOption"}},
                 "available": {"type": "boolean",
@@ -289,6 +326,25 @@ def schemas() -> dict:
                             "description": "Used when a request names no provider."},
                 "default_model": {"type": "string"},
                 "models": {"type": "array", "items": {"$ref": REF + "Model"}},
+                "balance": {"type": "number",
+                            "description": "Stability only: the account's credits, when they "
+                                           "can be read (cached for a minute)."},
+            },
+        },
+        "Usage": {
+            "type": "object",
+            "properties": {
+                "total": {"type": "object", "properties": {"images": {"type": "integer"},
+                                                           "cost": MONEY}},
+                "groups": {"type": "array", "items": {"type": "object", "properties": {
+                    "key": {"type": "string",
+                            "description": "The day (YYYY-MM-DD), provider, provider/model or "
+                                           "token name."},
+                    "images": {"type": "integer"}, "cost": MONEY}}},
+                "budget": {"type": "object", "properties": {
+                    "daily": MAYBE_MONEY, "spent_today": MONEY, "left_today": MAYBE_MONEY,
+                    "tokens": {"type": "array", "description": "Each TOKEN_BUDGETS entry.",
+                               "items": {"type": "object"}}}},
             },
         },
         "Health": {
@@ -338,8 +394,17 @@ def paths() -> dict:
                            "GENERATION_TIMEOUT (image i with seed + i) and the answer is a "
                            "Batch: what was made, and an entry in `errors` for each image "
                            "that failed. When every image fails, the first failure's error "
-                           "is the answer.",
+                           "is the answer. With an Idempotency-Key the request is done once "
+                           "per key and caller for 24 hours: a repeat with the same body gets "
+                           "the first answer again (header `Idempotent-Replayed: true`) "
+                           "without a provider call. Answers of requests that reached the "
+                           "provider, errors included, are kept; refusals before it "
+                           "(validation, budget, unconfigured provider, storage) free the key.",
             "tags": ["images"],
+            "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
+                            "description": "1-255 visible ASCII characters, unique per request.",
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 255,
+                                       "pattern": "^[\\x21-\\x7e]+$"}}],
             "requestBody": {"required": True, "content": {"application/json": {
                 "schema": {"$ref": REF + "GenerateRequest"},
                 "examples": {
@@ -358,7 +423,10 @@ def paths() -> dict:
                                 IMAGE_EXAMPLE),
                         "headers": {"Location": {
                             "description": "/api/images/<id>, or /api/images?batch=<batch_id>",
-                            "schema": {"type": "string"}}}},
+                            "schema": {"type": "string"}},
+                            "Idempotent-Replayed": {
+                                "description": "`true` on a replayed answer.",
+                                "schema": {"type": "string"}}}},
                 **_errors(*GENERATE_STATUSES, generation=True),
             },
         }},
@@ -416,6 +484,25 @@ def paths() -> dict:
                                        "Every provider, configured or not."),
                           **_errors(401)},
         }},
+        "/api/usage": {"get": {
+            "operationId": "usage",
+            "summary": "Spending: totals, groups and today's budget",
+            "description": "Settled charges of the whole deployment (deleting an image does "
+                           "not give its money back).",
+            "tags": ["spending"],
+            "parameters": [
+                {"name": "since", "in": "query", "description": "ISO date or time (UTC).",
+                 "schema": {"type": "string"}},
+                {"name": "until", "in": "query",
+                 "description": "ISO date (inclusive) or time (UTC).",
+                 "schema": {"type": "string"}},
+                {"name": "by", "in": "query", "schema": {
+                    "type": "string", "enum": ["day", "provider", "model", "token"],
+                    "default": "day"}},
+            ],
+            "responses": {"200": _json({"$ref": REF + "Usage"}, "Usage.", USAGE_EXAMPLE),
+                          **_errors(401, 422)},
+        }},
         "/health": {"get": {
             "operationId": "health",
             "summary": "Liveness, configured keys (never their values), the database and storage",
@@ -456,7 +543,8 @@ def document() -> dict:
                 "`/api/*` call needs `Authorization: Bearer <token>`."
             ),
         },
-        "tags": [{"name": "images"}, {"name": "providers"}, {"name": "service"}],
+        "tags": [{"name": "images"}, {"name": "providers"}, {"name": "spending"},
+                 {"name": "service"}],
         "paths": paths(),
         "components": {
             "schemas": schemas(),

@@ -8,11 +8,13 @@ import sqlalchemy as sa
 from flask import Blueprint, current_app, jsonify, request, url_for
 from werkzeug.exceptions import UnsupportedMediaType
 
-from .. import gallery
+from .. import gallery, idempotency
+from ..callers import caller, token_name
 from ..extensions import db
 from ..generation import service
 from ..params import PROVIDER_NAMES, ValidationFailed, error, validate
 from ..ratelimit import generation_limit, store_status
+from ..spending import GROUPINGS, parse_time, spending
 from ..storage import StorageError, current_store
 
 bp = Blueprint("api", __name__)
@@ -35,18 +37,28 @@ def json_body():
 @bp.post("/generate")
 @generation_limit
 def generate():
-    """Generate one image and return its record, or a batch of them (count > 1)."""
-    params = validate(json_body())
-    if params.count > 1:
-        batch = service().generate_batch(params)
-        response = jsonify(batch.to_dict())
-        response.headers["Location"] = url_for("api.list_images", batch=batch.batch_id)
-    else:
-        record = service().generate(params)
-        response = jsonify(record.to_dict())
-        response.headers["Location"] = url_for("api.get_image", image_id=record.id)
-    response.status_code = 201
-    return response
+    """Generate one image and return its record, or a batch of them (count > 1); once per
+    Idempotency-Key."""
+    key = idempotency.header_key()
+    body = json_body()
+    params = validate(body)
+    created_by = token_name("api")
+
+    def run():
+        if params.count > 1:
+            batch = service().generate_batch(params, created_by=created_by)
+            response = jsonify(batch.to_dict())
+            response.headers["Location"] = url_for("api.list_images", batch=batch.batch_id)
+        else:
+            record = service().generate(params, created_by=created_by)
+            response = jsonify(record.to_dict())
+            response.headers["Location"] = url_for("api.get_image", image_id=record.id)
+        response.status_code = 201
+        return response
+
+    if key is None:
+        return run()
+    return idempotency.once(caller(), key, idempotency.fingerprint(body), run)
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -109,11 +121,45 @@ def delete_image(image_id: int):
 @bp.get("/providers")
 def providers():
     """Every provider, whether it is configured, its models and what each honours."""
-    generation = service()
-    return jsonify([
-        provider.describe(default=provider.name == generation.default_provider)
-        for provider in generation.providers.values()
-    ])
+    return jsonify(described_providers())
+
+
+def described_providers() -> list[dict]:
+    """/api/providers' list: each provider and model with its price, Stability's balance."""
+    generation, prices = service(), spending()
+    described = []
+    for provider in generation.providers.values():
+        entry = prices.describe_models(
+            provider.describe(default=provider.name == generation.default_provider))
+        balance = getattr(provider, "balance", None)
+        credits = balance() if balance is not None and provider.configured else None
+        if credits is not None:
+            entry["balance"] = credits
+        described.append(entry)
+    return described
+
+
+def _time_arg(name: str, end: bool = False):
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        return parse_time(raw, end=end)
+    except ValueError:
+        raise ValidationFailed([{"loc": ["query", name],
+                                 "msg": "Input should be an ISO 8601 date or date-time",
+                                 "type": "datetime_parsing"}]) from None
+
+
+@bp.get("/usage")
+def usage():
+    """Spending (settled charges) by day, provider, model or token, and today's budget."""
+    by = request.args.get("by") or "day"
+    if by not in GROUPINGS:
+        raise ValidationFailed([{"loc": ["query", "by"],
+                                 "msg": "Input should be " + ", ".join(f"'{g}'" for g in GROUPINGS),
+                                 "type": "literal_error"}])
+    return jsonify(spending().usage(_time_arg("since"), _time_arg("until", end=True), by))
 
 
 def health():

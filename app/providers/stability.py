@@ -94,6 +94,8 @@ CONNECT_TIMEOUT = 10.0
 MAX_BODY = 64 * 1024 * 1024
 RATE_LOCKOUT = 60  # seconds Stability locks a client out after its rate limit
 MAX_QUOTE = 300
+BALANCE_TIMEOUT = (2.0, 3.0)  # connect, read: the form waits for it
+BALANCE_CACHE = 60.0  # seconds a balance (or the failure to read one) is kept
 
 
 def nearest_aspect_ratio(width: int, height: int) -> str:
@@ -141,6 +143,29 @@ class StabilityProvider(Provider):
     def default_model(self) -> str:
         wanted = self.config.get("STABILITY_MODEL")
         return wanted if wanted in MODELS else "sd3.5-large"
+
+    def balance(self) -> float | None:
+        """The account's credits (GET /v1/user/balance), cached; None when it cannot be read."""
+        now = time.monotonic()
+        cached = getattr(self, "_balance", None)
+        if cached is not None and now - cached[0] < BALANCE_CACHE:
+            return cached[1]
+        credits = None
+        try:
+            response = requests.get(
+                self.config["STABILITY_BASE_URL"].rstrip("/") + "/v1/user/balance",
+                headers={"Authorization": f"Bearer {self.config['STABILITY_API_KEY']}",
+                         "Accept": "application/json"}, timeout=BALANCE_TIMEOUT)
+            if response.status_code == 200:
+                value = response.json().get("credits")
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    credits = float(value)
+            else:
+                logger.warning("Stability AI's balance answered HTTP %s", response.status_code)
+        except (requests.RequestException, ValueError, AttributeError) as exc:
+            logger.warning("Could not read Stability AI's balance: %s", type(exc).__name__)
+        self._balance = (now, credits)
+        return credits
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         endpoint, model = MODELS[request.model]

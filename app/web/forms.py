@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, FloatField, IntegerField, SelectField, TextAreaField
+from wtforms import (
+    BooleanField,
+    FloatField,
+    HiddenField,
+    IntegerField,
+    SelectField,
+    TextAreaField,
+)
 from wtforms.validators import Optional
 
 from ..params import BY_NAME, Param
@@ -43,6 +50,8 @@ class GenerateForm(FlaskForm):
     count = _field(IntegerField, "count")
     random_seed = BooleanField("Random seed", description="A new seed each time; uncheck to "
                                "use the seed above.")
+    # New on every render: a double submission of one page makes one image.
+    idempotency_key = HiddenField()
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

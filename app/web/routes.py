@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
+
 from flask import (
     Blueprint,
     abort,
@@ -14,16 +17,21 @@ from flask import (
 )
 from swagger_ui_bundle import swagger_ui_path
 
-from .. import gallery
+from .. import gallery, idempotency
+from ..api.routes import described_providers
+from ..callers import caller
 from ..generation import service
 from ..models import Image
 from ..params import BY_NAME, ValidationFailed, validate
 from ..providers.base import ProviderError
 from ..ratelimit import generation_limit
+from ..spending import dollars, spending
 from ..storage import StorageError
+from .chart import usage_chart
 from .forms import GenerateForm
 
 bp = Blueprint("web", __name__)
+bp.add_app_template_filter(dollars, "dollars")
 
 PREFILL = ("prompt", "negative_prompt", "provider", "model", "width", "height", "steps",
            "cfg_scale", "seed")
@@ -36,6 +44,7 @@ BANNER_TITLES = {
     "rate_limited": "Too many requests",
     "upstream_error": "The provider failed",
     "upstream_timeout": "The generation timed out",
+    "budget_exceeded": "Today's budget does not cover this request",
     "storage_error": "The image could not be stored",
 }
 
@@ -114,16 +123,18 @@ def _option_groups(providers: list[dict], form: GenerateForm, values: dict) -> l
 
 def _render_form(form: GenerateForm, banner: ProviderError | StorageError | None = None,
                  status: int = 200, options: dict | None = None):
-    generation = service()
     recent = gallery.newest(12)
-    providers = [p.describe(default=p.name == generation.default_provider)
-                 for p in generation.providers.values()]
+    providers = described_providers()
+    current = _limits(form, providers)
+    form.idempotency_key.data = secrets.token_urlsafe(18)
+    per_image = current["model"]["price"]["per_image"]
     headers = {}
     if banner is not None and banner.retry_after:
         headers["Retry-After"] = str(banner.retry_after)
     return render_template(
         "index.html", form=form, recent=recent, providers=providers, params=BY_NAME,
-        current=_limits(form, providers), banner=banner,
+        current=current, banner=banner,
+        estimate=dollars(per_image) if per_image is not None else "unknown",
         option_groups=_option_groups(providers, form, options or {}),
         banner_title=BANNER_TITLES.get(banner.code, "The generation failed") if banner else None,
     ), status, headers
@@ -170,20 +181,30 @@ def generate():
     form = _form()
     if not form.validate():
         return _render_form(form, status=422)
+    key = form.idempotency_key.data or ""
     try:
         params = validate({**form.parameters(), "options": _submitted_options(form)})
-        if params.count == 1:
-            record = service().generate(params)
-            return redirect(url_for("web.image", image_id=record.id), code=303)
-        batch = service().generate_batch(params)
+
+        def run():
+            if params.count == 1:
+                record = service().generate(params, created_by="web")
+                return redirect(url_for("web.image", image_id=record.id), code=303)
+            batch = service().generate_batch(params, created_by="web")
+            for problem in batch.errors:
+                flash(f"Image {problem.index + 1} of {params.count} failed: "
+                      f"{problem.error.detail}")
+            return redirect(url_for("web.batch", batch_id=batch.batch_id), code=303)
+
+        if not idempotency.VISIBLE.fullmatch(key):
+            return run()
+        # A repeat of the same submission waits for the first and ends on the same page.
+        return idempotency.once(caller(), key, idempotency.fingerprint(params.as_dict()), run,
+                                store_errors=False, wait=True)
     except ValidationFailed as exc:
         form.add_errors(exc.errors)
         return _render_form(form, status=422)
     except (ProviderError, StorageError) as exc:
         return _render_form(form, banner=exc, status=exc.status)
-    for problem in batch.errors:
-        flash(f"Image {problem.index + 1} of {params.count} failed: {problem.error.detail}")
-    return redirect(url_for("web.batch", batch_id=batch.batch_id), code=303)
 
 
 @bp.get("/batches/<batch_id>")
@@ -258,6 +279,17 @@ def delete(image_id: int):
     service().delete(gallery.get_or_404(image_id))
     flash("Image deleted.")
     return redirect(url_for("web.images"), code=303)
+
+
+@bp.get("/usage")
+def usage():
+    """Spending over the last 30 days: a chart by provider, totals by model and token."""
+    ledger = spending()
+    first, rows = ledger.chart_rows(30)
+    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+    return render_template("usage.html", chart=usage_chart(first, rows, 30), first=first,
+                           by_model=ledger.usage(since, None, "model"),
+                           by_token=ledger.usage(since, None, "token"), budget=ledger.today())
 
 
 @bp.get("/docs")

@@ -12,6 +12,12 @@ function formatNumber(value) {
   return String(Number(value));
 }
 
+// As app.spending.dollars(): cents from a dollar up, up to four decimals below one.
+function formatDollars(amount) {
+  if (amount >= 1) return `$${amount.toFixed(2)}`;
+  return `$${amount.toFixed(4).replace(/(\.\d\d[1-9]?)0*$/, "$1")}`;
+}
+
 // ---- Generate form ---------------------------------------------------------------------------
 
 function setupGenerateForm(form) {
@@ -92,8 +98,42 @@ function setupGenerateForm(form) {
     const status = document.getElementById("provider-status");
     if (status) status.classList.toggle("warn", !provider.configured);
     buildPresets(model);
+    showEstimate();
   }
 
+  // The estimate before spending: count × the model's price, as the server reckons it.
+  function showEstimate() {
+    const value = document.getElementById("cost-value");
+    if (!value) return;
+    const model = currentModel();
+    const price = model.price || {};
+    const countInput = input("count");
+    const count = Math.max(1, Number(countInput && countInput.value) || 1);
+    let each = price.per_image;
+    if (price.basis === "tokens" && price.by_quality) {
+      const quality = form.querySelector("[data-options-for]:not([hidden]) [data-option='quality'] select");
+      const chosen = quality && price.by_quality[quality.value];
+      const area = (Number(input("width").value) || 1024) * (Number(input("height").value) || 1024);
+      each = (chosen !== undefined && chosen !== null ? chosen : each) * area / (1024 * 1024);
+    }
+    if (price.steps_included && each !== null && each !== undefined) {
+      each *= Math.max(Number(input("steps").value) || 0, price.steps_included) / price.steps_included;
+    }
+    if (each === null || each === undefined) {
+      value.textContent = "unknown";
+    } else {
+      value.textContent = count > 1
+        ? `${formatDollars(each * count)} (${count} × ${formatDollars(each)})`
+        : formatDollars(each);
+    }
+    const note = document.getElementById("cost-note");
+    if (note) note.textContent = price.note || "";
+    for (const balance of document.querySelectorAll("[data-balance-for]")) {
+      balance.hidden = balance.dataset.balanceFor !== providerSelect.value;
+    }
+  }
+  form.addEventListener("input", showEstimate);
+  form.addEventListener("change", showEstimate);
   // Model options: only the chosen model's fields are shown and sent.
   function showOptions(key) {
     let any = false;
