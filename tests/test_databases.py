@@ -170,3 +170,33 @@ def test_totals_stay_exact_through_every_change(client, app):
     assert client.delete(f"/api/images/{made.get_json()['id']}").status_code == 204
     assert totals(client) == 4 and totals(client, q="fox") == 2
     assert totals(client, q="fox", provider="stability") == 1  # the café, with "fox" in its negative
+
+
+def test_generations_of_one_provider_do_not_wait_for_each_other(client, app, database):
+    """A record flushed but not committed yet (its files still being stored) does not hold up
+    another generation of the same provider; both are counted once both commit."""
+    if database == "sqlite":
+        pytest.skip("SQLite lets one writer in at a time")
+
+    def record(name: str) -> dict:
+        return {"filename": name, "prompt": "a lighthouse", "negative_prompt": "",
+                "provider": "offline", "model": "m", "width": 512, "height": 512, "steps": 30,
+                "cfg_scale": 7.0, "requested": "{}", "ignored": "[]", "content_filtered": False,
+                "format": "png", "file_size": 1, "duration_ms": 1,
+                "created_at": datetime(2026, 1, 1), "options": "{}"}
+
+    insert = db.text(
+        "INSERT INTO image (filename, prompt, negative_prompt, provider, model, width, height,"
+        " steps, cfg_scale, requested, ignored, content_filtered, format, file_size, duration_ms,"
+        " created_at, options) VALUES (:filename, :prompt, :negative_prompt, :provider, :model,"
+        " :width, :height, :steps, :cfg_scale, :requested, :ignored, :content_filtered, :format,"
+        " :file_size, :duration_ms, :created_at, :options)")
+    with app.app_context():
+        with db.engine.connect() as first, db.engine.connect() as second:
+            first.execute(insert, record("first.png"))  # flushed, its upload under way
+            second.execute(db.text("SET lock_timeout = '5s'"))
+            second.execute(insert, record("second.png"))
+            second.commit()  # a lock held by the first would fail this after 5 s
+            assert totals(client) == 1 and totals(client, provider="offline") == 1
+            first.commit()
+    assert totals(client) == 2 and totals(client, provider="offline") == 2

@@ -13,7 +13,10 @@ the column nor its index is in the models; migrations/env.py leaves both out of 
 
 PostgreSQL counts rows by reading them, which takes long on a large library, so the number of
 records per provider is kept in `image_count` by a trigger: the total of an unfiltered (or
-provider-only) page is read from there. It is filled from the existing records here.
+provider-only) page is read from there. It is filled from the existing records here. The
+triggers are deferred to commit: a generation holds its provider's count row locked only while it
+commits, not from the flush through the storing of its files (with S3, uploads), so concurrent
+generations of one provider do not wait for each other's uploads.
 """
 from alembic import op
 
@@ -66,9 +69,11 @@ def upgrade():
         "CREATE TABLE image_count (provider varchar(32) PRIMARY KEY, images bigint NOT NULL)")
     op.execute("INSERT INTO image_count SELECT provider, count(*) FROM image GROUP BY provider")
     op.execute(COUNT_FUNCTION)
-    op.execute("CREATE TRIGGER image_count_insert_delete AFTER INSERT OR DELETE ON image "
+    op.execute("CREATE CONSTRAINT TRIGGER image_count_insert_delete AFTER INSERT OR DELETE ON image "
+               "DEFERRABLE INITIALLY DEFERRED "
                "FOR EACH ROW EXECUTE FUNCTION image_count_change()")
-    op.execute("CREATE TRIGGER image_count_update AFTER UPDATE OF provider ON image "
+    op.execute("CREATE CONSTRAINT TRIGGER image_count_update AFTER UPDATE OF provider ON image "
+               "DEFERRABLE INITIALLY DEFERRED "
                "FOR EACH ROW EXECUTE FUNCTION image_count_change()")
 
 
