@@ -31,7 +31,7 @@ os.environ.pop("AWS_PROFILE", None)
 os.environ["AWS_CONFIG_FILE"] = os.environ["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
 
 import pytest  # noqa: E402
-from werkzeug.serving import make_server  # noqa: E402
+from werkzeug.serving import WSGIRequestHandler, make_server  # noqa: E402
 
 from app import create_app  # noqa: E402
 
@@ -217,10 +217,30 @@ def files_in(folder) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
 
 
+class _ClosingHandler(WSGIRequestHandler):
+    """Closes the answer when a browser drops the connection mid-file (navigating on while
+    thumbnails load): werkzeug's server then skips the close, and the open file would surface
+    as a ResourceWarning in whichever test runs next."""
+
+    def connection_dropped(self, error, environ=None):
+        answer = (environ or {}).get("tests.answer")
+        if answer is not None and hasattr(answer, "close"):
+            answer.close()
+
+
+def _keep_answer(app):
+    def wsgi(environ, start_response):
+        environ["tests.answer"] = answer = app(environ, start_response)
+        return answer
+
+    return wsgi
+
+
 class LiveServer:
     def __init__(self, app):
         self.app = app
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.server = make_server("127.0.0.1", 0, _keep_answer(app), threaded=True,
+                                  request_handler=_ClosingHandler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
