@@ -117,11 +117,13 @@ class ImageStore:
             if description.get("generation") is not None:
                 data = with_png_text(data, "imagegen", json.dumps(
                     description["generation"], ensure_ascii=False, separators=(",", ":")))
-        # The file is written (and synced, on disk) while the thumbnail is made.
+        # The file is written (and synced, on disk) while the thumbnail is made; the thumbnail
+        # while the record is made (place() waits for it).
         pending = _WRITES.submit(self.backend.write_ahead, data, CONTENT_TYPES[fmt])
         try:
             digest = hashlib.sha256(data).hexdigest()
-            thumb = self.backend.write_ahead(thumbnail(image), CONTENT_TYPES["webp"])
+            thumb = _Writing(_WRITES.submit(self.backend.write_ahead, thumbnail(image),
+                                            CONTENT_TYPES["webp"]))
         except BaseException:
             _abort(pending)
             raise
@@ -169,6 +171,19 @@ class ImageStore:
 
     def check(self) -> None:
         self.backend.check()
+
+
+class _Writing(PendingWrite):
+    """A write_ahead() still running on a writer thread: finish() and abort() wait for it."""
+
+    def __init__(self, started: Future):
+        self.started = started
+
+    def finish(self, key: str) -> None:
+        self.started.result().finish(key)
+
+    def abort(self) -> None:
+        _abort(self.started)
 
 
 def _abort(pending: Future) -> None:
