@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import flask_migrate
 import pytest
 
 from app.extensions import db
@@ -254,3 +255,23 @@ def test_search_totals_stay_exact_when_another_node_changes_the_library(client, 
     assert totals(client, q="owl", favorite="true") == 0
     assert client.patch(f"/api/images/{owl['id']}", json={"favorite": True}).status_code == 200
     assert totals(client, q="owl", favorite="true") == 1 and totals(client, q="owl") == 2
+
+
+def test_a_downgrade_keeps_the_records_without_a_seed(client, app):
+    """Going back before nullable seeds (0004) keeps OpenAI's and imported records; going forward
+    again gives them their null seed back."""
+    add(app)
+    with app.app_context():
+        db.session.scalar(db.select(Image).filter_by(filename="1.png")).seed = None
+        db.session.commit()
+        flask_migrate.downgrade(revision="0002")
+        db.session.commit()
+        assert db.session.execute(db.text("SELECT filename, seed FROM image WHERE seed = 0")
+                                  ).all() == [("1.png", 0)]
+        assert db.session.scalar(db.text("SELECT count(*) FROM image")) == 5
+        db.session.commit()
+        flask_migrate.upgrade()
+        db.session.remove()
+    listed = client.get("/api/images").get_json()
+    assert len(listed) == 5
+    assert [record["seed"] for record in listed if record["filename"] == "1.png"] == [None]

@@ -28,7 +28,6 @@ Run standalone: python -m tests.fakes.replicate [--port N] [--token TOKEN]
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import random
@@ -38,7 +37,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .server import DROP, MIME, FakeServer, Request, Response, corrupt, parse_faults, render_image
+from .server import (
+    DROP,
+    MIME,
+    FakeServer,
+    Request,
+    Response,
+    corrupt,
+    parse_faults,
+    render_image,
+    serve_from_command_line,
+)
 
 PROBLEM = "application/problem+json"
 SDXL = "stability-ai/sdxl"
@@ -841,19 +850,9 @@ class FakeReplicate(FakeServer):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake Replicate API.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", default="r8_test_token", help="the accepted API token")
-    args = parser.parse_args(argv)
-    fake = FakeReplicate(api_token=args.token, host=args.host, port=args.port).start()
-    print(fake.url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_from_command_line(
+        lambda token, host, port: FakeReplicate(api_token=token, host=host, port=port),
+        "Run the fake Replicate API.", "token", "r8_test_token", argv)
 
 
 if __name__ == "__main__":
