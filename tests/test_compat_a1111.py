@@ -350,8 +350,9 @@ def test_webuiapi_euler_a_runs_sdxl_with_its_euler_ancestral_scheduler(replicate
     ({"sampler_name": "DPM++ 2M", "scheduler": "Karras"}, "KarrasDPM", "Karras"),
     ({"sampler_name": "DPM++ 2M Karras"}, "KarrasDPM", "Karras"),  # before A1111 1.9
     ({"sampler_name": "DPM++ 2M Karras", "scheduler": "automatic"}, "KarrasDPM", "Karras"),
-    ({"sampler_name": "DPM++ 2M"}, "DPMSolverMultistep", None),
-    ({"sampler_name": "DPM++ 2M", "scheduler": "automatic"}, "DPMSolverMultistep", None),
+    # A1111's automatic schedule for DPM++ 2M is Karras
+    ({"sampler_name": "DPM++ 2M"}, "KarrasDPM", "Karras"),
+    ({"sampler_name": "DPM++ 2M", "scheduler": "automatic"}, "KarrasDPM", "Karras"),
     ({"sampler_name": "Euler"}, "K_EULER", None),
     ({"sampler_name": "Heun"}, "HeunDiscrete", None),
     ({"sampler_name": "DDIM"}, "DDIM", None),
@@ -374,13 +375,16 @@ def test_a1111_samplers_become_sdxl_schedulers(replicate_server, fake_replicate,
     assert f"scheduler: {scheduler}" in info["infotexts"][0]
 
 
-@pytest.mark.parametrize(("fields", "scheduler"), [
-    ({"sampler_name": "Euler a", "scheduler": "karras"}, "K_EULER_ANCESTRAL"),
-    ({"sampler_name": "DPM++ 2M", "scheduler": "exponential"}, "DPMSolverMultistep"),
-    ({"sampler_name": "DPM++ 2M", "scheduler": "no such schedule"}, "DPMSolverMultistep"),
+@pytest.mark.parametrize(("fields", "scheduler", "automatic"), [
+    ({"sampler_name": "Euler a", "scheduler": "karras"}, "K_EULER_ANCESTRAL", {}),
+    # as if automatic had been asked: A1111's Karras for DPM++ 2M
+    ({"sampler_name": "DPM++ 2M", "scheduler": "exponential"}, "KarrasDPM",
+     {"Schedule type": "Karras"}),
+    ({"sampler_name": "DPM++ 2M", "scheduler": "no such schedule"}, "KarrasDPM",
+     {"Schedule type": "Karras"}),
 ])
 def test_a_schedule_the_model_lacks_is_ignored_and_the_sampler_still_used(
-        replicate_server, fake_replicate, fields, scheduler):
+        replicate_server, fake_replicate, fields, scheduler, automatic):
     response = txt2img(replicate_server, SDXL_ID, **fields)
     assert response.status_code == 200
     [sent] = sent_inputs(fake_replicate)
@@ -388,7 +392,8 @@ def test_a_schedule_the_model_lacks_is_ignored_and_the_sampler_still_used(
     [record] = records(replicate_server.app)
     assert (record.options, record.ignored) == ({"scheduler": scheduler}, ["scheduler"])
     info = json.loads(response.json()["info"])
-    assert (info["sampler_name"], info["extra_generation_params"]) == (fields["sampler_name"], {})
+    assert (info["sampler_name"], info["extra_generation_params"]) == (fields["sampler_name"],
+                                                                       automatic)
 
 
 @pytest.mark.parametrize(("checkpoint", "fields", "ignored"), [

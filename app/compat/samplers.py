@@ -33,12 +33,13 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Sampler:
-    """One of A1111's samplers, and the values models give it: per schedule ("" is the
-    sampler's plain one, what `automatic` asks for here)."""
+    """One of A1111's samplers, and the values models give it per schedule ("" is the sampler's
+    plain one). `automatic` is A1111's own default schedule for the sampler, else the plain one."""
 
     name: str
     aliases: tuple[str, ...] = ()
     values: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    automatic: str = ""
 
 
 # A1111 1.10's schedulers (modules/sd_schedulers.py), in its order.
@@ -57,22 +58,23 @@ SCHEDULES = (
     Schedule("beta", "Beta", need_inner_model=True),
 )
 
-# A1111 1.10's samplers, in its order, with the values models are known to call them: Replicate's
+# A1111 1.10's samplers (modules/sd_samplers_kdiffusion.py, its options' default schedule as
+# `automatic`), in its order, with the values models are known to call them: Replicate's
 # cog models (K_EULER, KarrasDPM, KLMS...), diffusers' class names (EulerAncestralDiscrete...),
 # Stability v1 (K_DPMPP_2M...) and ComfyUI's (euler_ancestral...). A model whose values are A1111's
 # own names ("Euler a", "DPM++ 2M Karras") matches without being listed.
 SAMPLERS = (
     Sampler("DPM++ 2M", ("k_dpmpp_2m",), {
         "": ("DPMSolverMultistep", "K_DPMPP_2M", "dpmpp_2m"),
-        "karras": ("KarrasDPM", "DPMSolverMultistepKarras", "dpmpp_2m_karras")}),
+        "karras": ("KarrasDPM", "DPMSolverMultistepKarras", "dpmpp_2m_karras")}, "karras"),
     Sampler("DPM++ SDE", ("k_dpmpp_sde",), {
-        "": ("DPMSolverSDE", "dpmpp_sde"), "karras": ("DPMSolverSDEKarras",)}),
+        "": ("DPMSolverSDE", "dpmpp_sde"), "karras": ("DPMSolverSDEKarras",)}, "karras"),
     Sampler("DPM++ 2M SDE", ("k_dpmpp_2m_sde",), {
-        "": ("dpmpp_2m_sde",), "karras": ("DPMSolverMultistepSDEKarras",)}),
-    Sampler("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",)),
+        "": ("dpmpp_2m_sde",), "karras": ("DPMSolverMultistepSDEKarras",)}, "exponential"),
+    Sampler("DPM++ 2M SDE Heun", ("k_dpmpp_2m_sde_heun",), automatic="exponential"),
     Sampler("DPM++ 2S a", ("k_dpmpp_2s_a",), {
-        "": ("K_DPMPP_2S_ANCESTRAL", "dpmpp_2s_ancestral")}),
-    Sampler("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), {"": ("dpmpp_3m_sde",)}),
+        "": ("K_DPMPP_2S_ANCESTRAL", "dpmpp_2s_ancestral")}, "karras"),
+    Sampler("DPM++ 3M SDE", ("k_dpmpp_3m_sde",), {"": ("dpmpp_3m_sde",)}, "exponential"),
     Sampler("Euler a", ("k_euler_a", "k_euler_ancestral"), {
         "": ("K_EULER_ANCESTRAL", "EulerAncestralDiscrete", "euler_ancestral")}),
     Sampler("Euler", ("k_euler",), {"": ("K_EULER", "EulerDiscrete", "euler")}),
@@ -83,7 +85,7 @@ SAMPLERS = (
         "": ("K_DPM_2_ANCESTRAL", "KDPM2AncestralDiscrete", "dpm_2_ancestral")}),
     Sampler("DPM fast", ("k_dpm_fast",), {"": ("dpm_fast",)}),
     Sampler("DPM adaptive", ("k_dpm_ad",), {"": ("dpm_adaptive",)}),
-    Sampler("Restart", ("restart",)),
+    Sampler("Restart", ("restart",), automatic="karras"),
     Sampler("DDIM", ("ddim",), {"": ("DDIM", "DDIMScheduler")}),
     Sampler("DDIM CFG++", ("ddim_cfgpp",)),
     Sampler("PLMS", ("plms", "PNDM"), {"": ("PNDM", "PNDMScheduler")}),
@@ -173,9 +175,10 @@ def choose(options: Iterable[Option], sampler_name, scheduler) -> Choice | None:
     """The option value the A1111 sampler (and schedule) becomes on a model with these options,
     or None when the model has no such option or no value for the sampler.
 
-    A schedule in the name must be met with it; one in the `scheduler` field falls back to the
-    sampler's plain value (the field is then not honoured). A name that is no A1111 sampler may
-    still be one of the model's own values (K_EULER).
+    A schedule in the name must be met with it. `automatic` (or no `scheduler`) is A1111's
+    default schedule for the sampler ("DPM++ 2M" runs Karras), else its plain value; a schedule
+    in the `scheduler` field the model has no value for falls back to that (the field is then not
+    honoured). A name that is no A1111 sampler may still be one of the model's own values.
     """
     options = tuple(options)
     sampler, named = parse_sampler(sampler_name)
@@ -192,6 +195,9 @@ def choose(options: Iterable[Option], sampler_name, scheduler) -> Choice | None:
     asked = parse_schedule(scheduler)
     if asked is not None and (found := _match(options, _candidates(sampler, asked))):
         return Choice(*found, sampler.name, asked, True)
+    automatic = SCHEDULE_BY_KEY[sampler.automatic] if sampler.automatic else None
+    if automatic is not None and (found := _match(options, _candidates(sampler, automatic))):
+        return Choice(*found, sampler.name, automatic, _plain(scheduler))
     found = _match(options, _candidates(sampler, None))
     return Choice(*found, sampler.name, None, _plain(scheduler)) if found else None
 
