@@ -41,7 +41,11 @@ def create_app(overrides: dict | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     if app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql"):
         options = app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
-        options.setdefault("connect_args", {}).setdefault("connect_timeout", 5)
+        connect = options.setdefault("connect_args", {})
+        connect.setdefault("connect_timeout", 5)
+        # Every query here is short: compiling one with JIT costs more than it saves (8 ms on a
+        # search that counts 70,000 matches).
+        connect.setdefault("options", "-c jit=off")
     db.init_app(app)
     migrate.init_app(app, db, directory=str(BASE_DIR / "migrations"))
     csrf.init_app(app)

@@ -5,9 +5,13 @@ and S3 server (SeaweedFS); migrations run once, as the deploy step, before the n
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import signal
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -22,13 +26,14 @@ SMALL = {"prompt": "a lighthouse on a cliff", "provider": "offline", "width": 51
          "height": 512}
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory, postgres, redis_server, s3_server):
-    postgres.execute("DROP DATABASE IF EXISTS cluster WITH (FORCE)", "CREATE DATABASE cluster")
-    folder = tmp_path_factory.mktemp("cluster")
-    shared = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{postgres.port}/cluster",
+@contextlib.contextmanager
+def running_cluster(folder, postgres, redis_server, s3_server, database: str, **settings):
+    """Two nodes on one new database and bucket, behind nginx: (sites, nodes, nginx, bucket)."""
+    postgres.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)",
+                     f"CREATE DATABASE {database}")
+    shared = {"DATABASE_URL": f"postgresql://postgres@127.0.0.1:{postgres.port}/{database}",
               "RATE_LIMIT_STORAGE_URI": redis_server.url, "RATE_LIMIT": "3 per minute",
-              "SECRET_KEY": "one key for every node"}
+              "SECRET_KEY": "one key for every node", **settings}
     bucket = s3_server.new_bucket()
     shared.update(s3_server.settings(bucket))
     sites = [Site(folder / name, **shared) for name in ("node-a", "node-b")]
@@ -42,7 +47,14 @@ def cluster(tmp_path_factory, postgres, redis_server, s3_server):
     finally:
         for node in nodes:
             node.stop()
-        postgres.execute("DROP DATABASE IF EXISTS cluster WITH (FORCE)")
+        postgres.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, postgres, redis_server, s3_server):
+    with running_cluster(tmp_path_factory.mktemp("cluster"), postgres, redis_server, s3_server,
+                         "cluster") as running:
+        yield running
 
 
 def as_client(address: str) -> dict:
@@ -76,6 +88,15 @@ def test_an_image_made_on_one_node_is_everyone_s(cluster, s3_server):
         served = requests.get(url if url.startswith("http") else b.url + url, timeout=10)
         assert served.status_code == 200 and served.headers["Content-Type"] == kind
     assert served.content[:4] == b"RIFF"
+
+    exported = requests.get(f"{b.url}/api/images/export", params={"ids": record["id"]},
+                            timeout=30)
+    assert exported.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        original = requests.get(from_b["url"] if from_b["url"].startswith("http")
+                                else b.url + from_b["url"], timeout=10).content
+        assert archive.read(record["filename"]) == original
+        assert json.loads(archive.read("metadata.jsonl"))["id"] == record["id"]
 
     deleted = requests.delete(f"{b.url}/api/images/{record['id']}", timeout=10)
     assert deleted.status_code == 204
@@ -156,3 +177,60 @@ def test_with_redis_stopped_requests_are_still_served(cluster, redis_server):
     finally:
         redis_server.start()
     assert requests.get(f"{a.url}/health", timeout=10).json()["rate_limit_store"] == "ok"
+
+
+def test_budgets_and_idempotent_retries_hold_across_nodes(tmp_path, postgres, redis_server,
+                                                           s3_server):
+    """A daily budget for five images, and Idempotency-Key replays, with the requests spread over
+    both nodes: one shared ledger, one shared table of keys."""
+    with running_cluster(tmp_path, postgres, redis_server, s3_server, "cluster_budget",
+                         PRICES="offline/abstract=0.01", DAILY_BUDGET="0.05",
+                         RATE_LIMIT="1000 per minute") as (_sites, (a, b), _nginx, _bucket):
+        address = "198.51.100.9"  # one caller: keys are kept per caller
+        headers = {**as_client(address), "Idempotency-Key": "retry-1"}
+        first = requests.post(f"{a.url}/api/generate", json={**SMALL, "prompt": "kept once"},
+                              headers=headers, timeout=60)
+        assert first.status_code == 201, first.text
+        again = requests.post(f"{b.url}/api/generate", json={**SMALL, "prompt": "kept once"},
+                              headers=headers, timeout=60)
+        assert (again.status_code, again.json()) == (201, first.json())
+        assert again.headers["Idempotent-Replayed"] == "true"
+        other = requests.post(f"{b.url}/api/generate", json={**SMALL, "prompt": "another"},
+                              headers=headers, timeout=60)
+        assert (other.status_code, other.json()["error"]) == \
+            (422, "idempotency_key_reused")
+
+        # One key sent to both nodes at once: made once; the other answer is the replay or a 409.
+        def same_key(node) -> requests.Response:
+            return requests.post(f"{node.url}/api/generate", json={**SMALL, "prompt": "at once"},
+                                 headers={**as_client(address), "Idempotency-Key": "retry-2"},
+                                 timeout=60)
+
+        with ThreadPoolExecutor(2) as pool:
+            pair = list(pool.map(same_key, (a, b)))
+        outcomes = sorted((answer.status_code, answer.headers.get("Idempotent-Replayed", ""),
+                           answer.json().get("error", "")) for answer in pair)
+        assert outcomes in ([(201, "", ""), (201, "true", "")],
+                            [(201, "", ""), (409, "", "request_in_progress")]), outcomes
+        assert requests.get(f"{a.url}/api/images", params={"q": "at once"},
+                            timeout=10).headers["X-Total-Count"] == "1"
+
+        # Three images of the budget are left; twelve requests race for them through both nodes.
+        def one(index: int) -> requests.Response:
+            node = (a, b)[index % 2]
+            return requests.post(f"{node.url}/api/generate",
+                                 json={**SMALL, "prompt": f"racing {index}"},
+                                 headers=as_client(f"198.51.100.{20 + index}"), timeout=60)
+
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(one, range(12)))
+        statuses = sorted(answer.status_code for answer in answers)
+        assert statuses == [201] * 3 + [402] * 9, [answer.text for answer in answers]
+        assert {answer.json()["error"] for answer in answers
+                if answer.status_code == 402} == {"budget_exceeded"}
+        for node in (a, b):
+            listed = requests.get(f"{node.url}/api/images", params={"limit": 100}, timeout=10)
+            assert listed.headers["X-Total-Count"] == "5"
+            usage = requests.get(f"{node.url}/api/usage", timeout=10).json()
+            assert usage["budget"]["spent_today"] == pytest.approx(0.05)
+            assert usage["budget"]["left_today"] == pytest.approx(0)

@@ -12,9 +12,14 @@ import requests
 import webuiapi
 from PIL import Image as PILImage
 
+from app.compat.samplers import choose
 from app.extensions import db
 from app.models import Image
+from app.providers.base import Option
+from app.providers.replicate import FLUX_SCHNELL, SDXL
+from app.providers.stability import SAMPLER as STABILITY_SAMPLER
 from tests.conftest import LiveServer, files_in
+from tests.fakes.replicate import ANIME, ANIME_VERSION
 
 PROMPT = "a red fox in the snow"
 
@@ -288,3 +293,193 @@ def test_png_info_of_other_tools_images(server, name):
     answer = response.json()
     assert answer["info"] and answer["parameters"]["Prompt"]
     assert int(answer["parameters"]["Steps"]) > 0 and int(answer["parameters"]["Seed"]) >= 0
+
+
+# --- Samplers: A1111's names become the chosen model's own sampler option ----------------------
+
+SDXL_ID = f"replicate/{SDXL}"
+# SDXL's scheduler values → the A1111 sampler each is
+A1111_NAME = {"KarrasDPM": "DPM++ 2M", "DPMSolverMultistep": "DPM++ 2M", "K_EULER": "Euler",
+              "HeunDiscrete": "Heun", "DDIM": "DDIM", "PNDM": "PLMS", "K_EULER_ANCESTRAL": "Euler a"}
+
+
+@pytest.fixture
+def replicate_app(make_app, fake_replicate, fake_stability):
+    return make_app(REPLICATE_API_TOKEN=fake_replicate.api_token,
+                    REPLICATE_BASE_URL=fake_replicate.url,
+                    REPLICATE_MODELS=f"{ANIME}:{ANIME_VERSION}",
+                    STABILITY_API_KEY=fake_stability.api_key,
+                    STABILITY_BASE_URL=fake_stability.url, DEFAULT_PROVIDER="offline")
+
+
+@pytest.fixture
+def replicate_server(replicate_app):
+    with LiveServer(replicate_app) as live:
+        yield live
+
+
+def sent_inputs(fake) -> list[dict]:
+    return [r.json["input"] for r in fake.requests
+            if r.method == "POST" and r.path.endswith("/predictions")]
+
+
+def txt2img(server, checkpoint: str, **fields) -> requests.Response:
+    return requests.post(f"{server.url}/sdapi/v1/txt2img", timeout=30, json={
+        "prompt": PROMPT, "width": 1024, "height": 1024,
+        "override_settings": {"sd_model_checkpoint": checkpoint}, **fields})
+
+
+def test_webuiapi_euler_a_runs_sdxl_with_its_euler_ancestral_scheduler(replicate_server,
+                                                                        fake_replicate):
+    result = api_for(replicate_server).txt2img(
+        prompt=PROMPT, width=1024, height=1024, sampler_name="Euler a",
+        override_settings={"sd_model_checkpoint": SDXL_ID})
+    [sent] = sent_inputs(fake_replicate)
+    assert sent["scheduler"] == "K_EULER_ANCESTRAL"
+    [record] = records(replicate_server.app)
+    assert record.options == {"scheduler": "K_EULER_ANCESTRAL"}
+    assert record.ignored == []  # sampler_name, sampler_index and scheduler "automatic" all used
+    assert result.info["sampler_name"] == "Euler a"
+    [infotext] = result.info["infotexts"]
+    assert infotext.endswith("scheduler: K_EULER_ANCESTRAL")
+    assert result.image.info["parameters"] == infotext
+
+
+@pytest.mark.parametrize(("fields", "scheduler", "schedule_type"), [
+    ({"sampler_name": "DPM++ 2M", "scheduler": "karras"}, "KarrasDPM", "Karras"),
+    ({"sampler_name": "DPM++ 2M", "scheduler": "Karras"}, "KarrasDPM", "Karras"),
+    ({"sampler_name": "DPM++ 2M Karras"}, "KarrasDPM", "Karras"),  # before A1111 1.9
+    ({"sampler_name": "DPM++ 2M Karras", "scheduler": "automatic"}, "KarrasDPM", "Karras"),
+    # A1111's automatic schedule for DPM++ 2M is Karras
+    ({"sampler_name": "DPM++ 2M"}, "KarrasDPM", "Karras"),
+    ({"sampler_name": "DPM++ 2M", "scheduler": "automatic"}, "KarrasDPM", "Karras"),
+    ({"sampler_name": "Euler"}, "K_EULER", None),
+    ({"sampler_name": "Heun"}, "HeunDiscrete", None),
+    ({"sampler_name": "DDIM"}, "DDIM", None),
+    ({"sampler_name": "PLMS"}, "PNDM", None),
+    ({"sampler_index": "k_euler_a"}, "K_EULER_ANCESTRAL", None),  # the older field and alias
+    ({"sampler_name": "", "sampler_index": "Euler a"}, "K_EULER_ANCESTRAL", None),
+])
+def test_a1111_samplers_become_sdxl_schedulers(replicate_server, fake_replicate, fields,
+                                              scheduler, schedule_type):
+    response = txt2img(replicate_server, SDXL_ID, **fields)
+    assert response.status_code == 200, response.text
+    [sent] = sent_inputs(fake_replicate)
+    assert sent["scheduler"] == scheduler
+    [record] = records(replicate_server.app)
+    assert (record.options, record.ignored) == ({"scheduler": scheduler}, [])
+    info = json.loads(response.json()["info"])
+    assert info["sampler_name"] == A1111_NAME[scheduler]
+    assert info["extra_generation_params"] == (
+        {"Schedule type": schedule_type} if schedule_type else {})
+    assert f"scheduler: {scheduler}" in info["infotexts"][0]
+
+
+@pytest.mark.parametrize(("fields", "scheduler", "automatic"), [
+    ({"sampler_name": "Euler a", "scheduler": "karras"}, "K_EULER_ANCESTRAL", {}),
+    # as if automatic had been asked: A1111's Karras for DPM++ 2M
+    ({"sampler_name": "DPM++ 2M", "scheduler": "exponential"}, "KarrasDPM",
+     {"Schedule type": "Karras"}),
+    ({"sampler_name": "DPM++ 2M", "scheduler": "no such schedule"}, "KarrasDPM",
+     {"Schedule type": "Karras"}),
+])
+def test_a_schedule_the_model_lacks_is_ignored_and_the_sampler_still_used(
+        replicate_server, fake_replicate, fields, scheduler, automatic):
+    response = txt2img(replicate_server, SDXL_ID, **fields)
+    assert response.status_code == 200
+    [sent] = sent_inputs(fake_replicate)
+    assert sent["scheduler"] == scheduler
+    [record] = records(replicate_server.app)
+    assert (record.options, record.ignored) == ({"scheduler": scheduler}, ["scheduler"])
+    info = json.loads(response.json()["info"])
+    assert (info["sampler_name"], info["extra_generation_params"]) == (fields["sampler_name"],
+                                                                       automatic)
+
+
+@pytest.mark.parametrize(("checkpoint", "fields", "ignored"), [
+    # SDXL has a scheduler option, but none of its values is this sampler
+    (SDXL_ID, {"sampler_name": "DPM++ 2M SDE", "scheduler": "exponential"},
+     ["sampler_name", "scheduler"]),
+    (SDXL_ID, {"sampler_name": "UniPC"}, ["sampler_name"]),
+    (SDXL_ID, {"sampler_name": "No Such Sampler"}, ["sampler_name"]),
+    (SDXL_ID, {"sampler_index": "LMS"}, ["sampler_index"]),
+    (SDXL_ID, {"sampler_name": 7}, ["sampler_name"]),
+    # FLUX.1 [schnell] has no sampler option at all
+    (f"replicate/{FLUX_SCHNELL}", {"sampler_name": "Euler a", "scheduler": "karras"},
+     ["steps", "cfg_scale", "sampler_name", "scheduler"]),
+])
+def test_a_sampler_that_cannot_be_used_is_named_in_ignored(replicate_server, fake_replicate,
+                                                           checkpoint, fields, ignored):
+    response = txt2img(replicate_server, checkpoint, **fields)
+    assert response.status_code == 200, response.text
+    [sent] = sent_inputs(fake_replicate)
+    assert "scheduler" not in sent  # SDXL then runs its own default
+    [record] = records(replicate_server.app)
+    assert record.ignored == ignored and record.options.get("scheduler") is None
+    info = json.loads(response.json()["info"])
+    assert info["sampler_name"] is None and "scheduler:" not in info["infotexts"][0]
+
+
+def test_stability_sdxl_takes_the_sampler_as_its_v1_sampler(replicate_server, fake_stability):
+    response = txt2img(replicate_server, "stability/sdxl-1.0", sampler_name="DPM++ 2M")
+    assert response.status_code == 200, response.text
+    [sent] = fake_stability.requests
+    assert sent.json["sampler"] == "K_DPMPP_2M"
+    [record] = records(replicate_server.app)
+    assert (record.options, record.ignored) == ({"sampler": "K_DPMPP_2M"}, [])
+
+
+def test_a_schema_model_with_a1111_sampler_names(replicate_server, fake_replicate):
+    """A model from REPLICATE_MODELS whose `sampler` input takes A1111's own names."""
+    response = txt2img(replicate_server, f"replicate/{ANIME}:{ANIME_VERSION}",
+                       sampler_name="DPM++ 2M", scheduler="karras", batch_size=2)
+    assert response.status_code == 200, response.text
+    assert [sent["sampler"] for sent in sent_inputs(fake_replicate)] == ["DPM++ 2M Karras"] * 2
+    assert [(r.options, r.ignored) for r in records(replicate_server.app)] == [
+        ({"sampler": "DPM++ 2M Karras"}, [])] * 2
+
+
+def test_samplers_and_schedulers_in_a1111_shapes(server):
+    samplers = requests.get(f"{server.url}/sdapi/v1/samplers", timeout=10).json()
+    assert all(set(entry) == {"name", "aliases", "options"} for entry in samplers)
+    names = [entry["name"] for entry in samplers]
+    assert {"Euler a", "Euler", "DPM++ 2M", "DPM++ SDE", "Heun", "LMS", "DDIM", "PLMS"} <= set(names)
+    assert "k_euler_a" in next(entry for entry in samplers if entry["name"] == "Euler a")["aliases"]
+    schedulers = requests.get(f"{server.url}/sdapi/v1/schedulers", timeout=10).json()
+    assert all(set(entry) == {"name", "label", "aliases", "default_rho", "need_inner_model"}
+               for entry in schedulers)
+    by_name = {entry["name"]: entry for entry in schedulers}
+    assert schedulers[0]["name"] == "automatic"
+    assert (by_name["karras"]["label"], by_name["karras"]["default_rho"]) == ("Karras", 7.0)
+    assert {"exponential", "sgm_uniform", "uniform"} <= set(by_name)
+
+
+# The translator's table, against the option values other models declare.
+DIFFUSERS = Option("scheduler", "string", None, "", (
+    "EulerAncestralDiscrete", "EulerDiscrete", "LMSDiscrete", "DPMSolverMultistep", "KDPM2Discrete",
+    "UniPCMultistep"))
+COMFYUI = Option("sampler_name", "string", None, "", (
+    "euler", "euler_ancestral", "dpmpp_2m", "dpmpp_2m_sde", "lms"))
+NOT_A_SAMPLER = Option("sampler", "integer", 1, "", (), 1, 4)
+
+
+@pytest.mark.parametrize(("option", "sampler", "scheduler", "value"), [
+    (STABILITY_SAMPLER, "Euler a", "automatic", "K_EULER_ANCESTRAL"),
+    (STABILITY_SAMPLER, "LMS", None, "K_LMS"),
+    (STABILITY_SAMPLER, "DPM2 a", None, "K_DPM_2_ANCESTRAL"),
+    (STABILITY_SAMPLER, "DPM++ 2S a", None, "K_DPMPP_2S_ANCESTRAL"),
+    (STABILITY_SAMPLER, "Heun", None, "K_HEUN"),
+    (STABILITY_SAMPLER, "DPM++ 2M Karras", None, None),  # no Karras variant
+    (STABILITY_SAMPLER, "K_DPMPP_2M", None, "K_DPMPP_2M"),  # the model's own value, given as is
+    (DIFFUSERS, "Euler a", None, "EulerAncestralDiscrete"),
+    (DIFFUSERS, "LMS", "automatic", "LMSDiscrete"),
+    (DIFFUSERS, "UniPC", None, "UniPCMultistep"),
+    (DIFFUSERS, "DDIM", None, None),
+    (COMFYUI, "Euler a", None, "euler_ancestral"),
+    (COMFYUI, "DPM++ 2M SDE", None, "dpmpp_2m_sde"),
+    (COMFYUI, "k_lms", None, "lms"),
+    (NOT_A_SAMPLER, "Euler a", None, None),
+])
+def test_sampler_table_matches_the_values_a_model_declares(option, sampler, scheduler, value):
+    choice = choose([option], sampler, scheduler)
+    assert (choice.option, choice.value) == (option.name, value) if value else choice is None

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import flask_migrate
 import pytest
 
 from app.extensions import db
@@ -200,3 +202,76 @@ def test_generations_of_one_provider_do_not_wait_for_each_other(client, app, dat
             assert totals(client) == 1 and totals(client, provider="offline") == 1
             first.commit()
     assert totals(client) == 2 and totals(client, provider="offline") == 2
+
+
+def counted(app, client, **args) -> tuple[int, int]:
+    """A search's X-Total-Count, and how many times the request counted the matches itself."""
+    counts = []
+
+    def seen(_connection, _cursor, statement, *_):
+        if re.search(r"count\(\*\)[^()]*\bFROM image\s", statement):
+            counts.append(statement)
+
+    with app.app_context():
+        db.event.listen(db.engine, "before_cursor_execute", seen)
+        try:
+            total = totals(client, **args)
+        finally:
+            db.event.remove(db.engine, "before_cursor_execute", seen)
+    return total, len(counts)
+
+
+def test_search_totals_stay_exact_when_another_node_changes_the_library(client, app):
+    """A search's total is right after every insert, delete and change made through another
+    connection (as another node makes them), and after favouriting; on PostgreSQL a search asked
+    again while nothing changed is not counted again."""
+    add(app)  # "fox" is in the foxes' prompt and the café's negative prompt
+    postgres = app.config["SQLALCHEMY_DATABASE_URI"].startswith("postgresql")
+    assert counted(app, client, q="fox") == (2, 1)
+    assert counted(app, client, q="fox") == (2, 0 if postgres else 1)
+    assert counted(app, client, q="fox", provider="stability") == (1, 1)
+    with app.app_context(), db.engine.connect() as other:
+        other.execute(db.text(
+            "INSERT INTO image (filename, prompt, negative_prompt, provider, model, width, height,"
+            " requested, ignored, content_filtered, format, file_size, duration_ms, created_at,"
+            " options, favorite) VALUES ('other.png', 'a fox at dawn', '', 'stability', 'm', 512,"
+            " 512, '{}', '[]', false, 'png', 1, 1, '2026-02-01 00:00:00', '{}', false)"))
+        assert totals(client, q="fox") == 2  # not committed yet
+        other.commit()
+        assert totals(client, q="fox") == 3
+        assert totals(client, q="fox", provider="stability") == 2
+        other.execute(db.text("UPDATE image SET prompt = 'an owl at dawn'"
+                              " WHERE filename = 'other.png'"))
+        other.commit()
+        assert totals(client, q="fox") == 2 and totals(client, q="owl") == 2
+        other.execute(db.text("UPDATE image SET provider = 'offline' WHERE filename = '3.png'"))
+        other.commit()
+        assert totals(client, q="fox", provider="stability") == 0
+        other.execute(db.text("DELETE FROM image WHERE filename = '0.png'"))
+        other.commit()
+    assert totals(client, q="fox") == 1 and totals(client, q="owl") == 2
+    assert counted(app, client, q="owl") == (2, 0 if postgres else 1)
+    owl = client.get("/api/images", query_string={"q": "owl", "limit": 1}).get_json()[0]
+    assert totals(client, q="owl", favorite="true") == 0
+    assert client.patch(f"/api/images/{owl['id']}", json={"favorite": True}).status_code == 200
+    assert totals(client, q="owl", favorite="true") == 1 and totals(client, q="owl") == 2
+
+
+def test_a_downgrade_keeps_the_records_without_a_seed(client, app):
+    """Going back before nullable seeds (0004) keeps OpenAI's and imported records; going forward
+    again gives them their null seed back."""
+    add(app)
+    with app.app_context():
+        db.session.scalar(db.select(Image).filter_by(filename="1.png")).seed = None
+        db.session.commit()
+        flask_migrate.downgrade(revision="0002")
+        db.session.commit()
+        assert db.session.execute(db.text("SELECT filename, seed FROM image WHERE seed = 0")
+                                  ).all() == [("1.png", 0)]
+        assert db.session.scalar(db.text("SELECT count(*) FROM image")) == 5
+        db.session.commit()
+        flask_migrate.upgrade()
+        db.session.remove()
+    listed = client.get("/api/images").get_json()
+    assert len(listed) == 5
+    assert [record["seed"] for record in listed if record["filename"] == "1.png"] == [None]

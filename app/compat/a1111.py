@@ -18,11 +18,12 @@ from flask import Blueprint, jsonify, request
 
 from .. import library
 from ..api.routes import json_body
-from ..params import ValidationFailed, error, validate
+from ..generation import service
+from ..params import GenerationParams, ValidationFailed, error, validate
 from ..ratelimit import generation_limit
 from ..settings import get_setting, set_setting
 from ..storage import MAX_BYTES
-from . import generate, models, once_per_key, stored_base64
+from . import generate, models, once_per_key, samplers, stored_base64
 
 bp = Blueprint("a1111_compat", __name__)
 
@@ -49,8 +50,7 @@ NO_EFFECT = {
 FIELD_OF = {"count": "batch_size", "model": f"override_settings.{CHECKPOINT}",
             "provider": f"override_settings.{CHECKPOINT}"}
 BASE64_LIMIT = MAX_BYTES * 4 // 3 + 64 * 1024  # png-info's body: an image as large as the store takes
-SAMPLERS = ("Euler a", "Euler", "DPM++ 2M", "DPM++ SDE", "DDIM")
-SCHEDULERS = ("automatic", "karras", "exponential", "sgm_uniform")
+SAMPLER_FIELDS = ("sampler_name", "sampler_index")  # sampler_index: the older name of sampler_name
 
 
 @bp.post("/txt2img")
@@ -63,12 +63,28 @@ def txt2img():
                                       "model_attributes_type")])
     with a1111_names():
         translated, ignored, count = _generation_body(body)
-        params = replace(validate(translated), ignored=ignored)
-        return once_per_key(body, lambda: _answer(body, params, generate(params)))
+        params, choice = _with_sampler(body, validate(translated), ignored)
+        return once_per_key(body, lambda: _answer(body, params, choice, generate(params)))
 
 
-def _answer(body: Mapping, params, records: list):
-    """A1111's answer: the images, the request, and `info` with the real seeds and infotexts."""
+def _with_sampler(body: Mapping, params: GenerationParams, ignored: tuple[str, ...]
+                  ) -> tuple[GenerationParams, samplers.Choice | None]:
+    """The A1111 sampler (and schedule) as the chosen model's own option, where it declares one
+    with a matching value; otherwise the sampler fields stay in `ignored`."""
+    name = body.get("sampler_name") or body.get("sampler_index")
+    model = service().find_model(params.provider, params.model)
+    choice = samplers.choose(model.options, name, body.get("scheduler")) if model else None
+    if choice is None:
+        return replace(params, ignored=ignored), None
+    honoured = {*SAMPLER_FIELDS, *(("scheduler",) if choice.scheduler_honoured else ())}
+    options = {choice.option: choice.value, **params.options}  # an explicit option would win
+    return replace(params, options=options,
+                   ignored=tuple(name for name in ignored if name not in honoured)), choice
+
+
+def _answer(body: Mapping, params, choice: samplers.Choice | None, records: list):
+    """A1111's answer: the images, the request, and `info` with the real seeds and infotexts,
+    naming the sampler only when it was used."""
     seeds = [record.seed for record in records]
     first = records[0]
     info = {
@@ -83,7 +99,7 @@ def _answer(body: Mapping, params, records: list):
         "subseed_strength": 0,
         "width": first.width,
         "height": first.height,
-        "sampler_name": body.get("sampler_name") or None,
+        "sampler_name": choice.sampler if choice else None,
         "cfg_scale": first.cfg_scale,
         "steps": first.steps,
         "batch_size": body.get("batch_size", 1),
@@ -93,7 +109,8 @@ def _answer(body: Mapping, params, records: list):
         "seed_resize_from_w": -1,
         "seed_resize_from_h": -1,
         "denoising_strength": None,
-        "extra_generation_params": {},
+        "extra_generation_params": ({"Schedule type": choice.schedule.label}
+                                    if choice and choice.schedule else {}),
         "index_of_first_image": 0,
         "infotexts": [record.parameters_text for record in records],
         "styles": [],
@@ -221,15 +238,15 @@ def set_options():
 
 
 @bp.get("/samplers")
-def samplers():
-    """A1111's sampler list (the providers choose their own sampler; the name is recorded)."""
-    return jsonify([{"name": name, "aliases": [], "options": {}} for name in SAMPLERS])
+def sampler_names():
+    """A1111's samplers: each becomes the chosen model's sampler option where it has one."""
+    return jsonify(samplers.sampler_list())
 
 
 @bp.get("/schedulers")
-def schedulers():
-    return jsonify([{"name": name, "label": name.replace("_", " ").title(), "aliases": None,
-                     "default_rho": -1, "need_inner_model": False} for name in SCHEDULERS])
+def scheduler_names():
+    """A1111's schedules: used with the sampler where the model has that combination."""
+    return jsonify(samplers.scheduler_list())
 
 
 @bp.get("/scripts")

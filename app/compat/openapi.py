@@ -109,6 +109,13 @@ def schemas() -> dict:
                                             "A title from /sdapi/v1/sd-models."}}},
                 **{name: {"description": "Accepted; named in the record's `ignored` when set."}
                    for name in NO_EFFECT},
+                **{name: {"description": "An A1111 sampler name (/sdapi/v1/samplers): used as the "
+                                         "model's own sampler option where it has a matching "
+                                         "value, otherwise named in the record's `ignored`."}
+                   for name in ("sampler_name", "sampler_index")},
+                "scheduler": {"description": "An A1111 schedule (/sdapi/v1/schedulers), used with "
+                                             "the sampler where the model has that combination "
+                                             "(DPM++ 2M + karras), otherwise named in `ignored`."},
             },
             "additionalProperties": True,
         },

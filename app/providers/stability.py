@@ -53,6 +53,10 @@ STYLE_PRESETS = (
 )
 STYLE = Option("style_preset", "string", None, "Guides the image towards a style.",
                STYLE_PRESETS)
+V1_SAMPLERS = ("DDIM", "DDPM", "K_DPMPP_2M", "K_DPMPP_2S_ANCESTRAL", "K_DPM_2", "K_DPM_2_ANCESTRAL",
+               "K_EULER", "K_EULER_ANCESTRAL", "K_HEUN", "K_LMS")
+SAMPLER = Option("sampler", "string", None, "Which sampler to use (Stability picks one when "
+                 "unset).", V1_SAMPLERS)
 
 
 def _format(*formats: str) -> Option:
@@ -87,7 +91,7 @@ MODELS = {model.name: (endpoint, model) for endpoint, model in (
                     f"{RATIO_NOTE}; 8 credits an image.", CORE_OPTIONS)),
     ("v1", Model("sdxl-1.0", "SDXL 1.0", SD3 | {"steps"}, {}, SDXL_SIZES,
                  "Exact sizes from a fixed list (the nearest is used), steps and CFG scale.",
-                 (STYLE,))),
+                 (STYLE, SAMPLER))),
 )}
 
 CONNECT_TIMEOUT = 10.0

@@ -58,10 +58,13 @@ def upgrade():
         batch_op.alter_column('seed', existing_type=sa.BigInteger(), nullable=True)
         batch_op.create_index('ix_image_batch', ['batch_id', 'batch_index'], unique=False)
     _restore_fts_triggers()
+    op.execute("UPDATE image SET seed = NULL WHERE seed = 0")  # as a downgrade left them
 
 
 def downgrade():
-    op.execute("DELETE FROM image WHERE seed IS NULL")
+    # The older schema has no "no seed"; 0, which no generation uses, stands for it there, so that
+    # the records (and their files) are kept.
+    op.execute("UPDATE image SET seed = 0 WHERE seed IS NULL")
     with op.batch_alter_table('image', schema=None,
                               table_kwargs={'sqlite_autoincrement': True}) as batch_op:
         batch_op.drop_index('ix_image_batch')

@@ -22,13 +22,19 @@ Run standalone: python -m tests.fakes.openai [--port N] [--key KEY]
 
 from __future__ import annotations
 
-import argparse
 import base64
-import threading
 import time
 import uuid
 
-from .server import DROP, FakeServer, Request, Response, parse_faults, render_image
+from .server import (
+    DROP,
+    FakeServer,
+    Request,
+    Response,
+    parse_faults,
+    render_image,
+    serve_from_command_line,
+)
 
 MODELS = ("gpt-image-2", "gpt-image-2.5-sunburst", "gpt-image-2.5-flare",
           "gpt-image-2.6-sunburst", "gpt-image-2.6-flare")
@@ -207,19 +213,9 @@ class FakeOpenAI(FakeServer):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake OpenAI Images API.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--key", default="sk-test-openai", help="the accepted API key")
-    args = parser.parse_args(argv)
-    fake = FakeOpenAI(api_key=args.key, host=args.host, port=args.port).start()
-    print(fake.url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_from_command_line(
+        lambda key, host, port: FakeOpenAI(api_key=key, host=host, port=port),
+        "Run the fake OpenAI Images API.", "key", "sk-test-openai", argv)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,6 @@ Run standalone: python -m tests.fakes.replicate [--port N] [--token TOKEN]
 
 from __future__ import annotations
 
-import argparse
 import base64
 import os
 import random
@@ -38,7 +37,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .server import DROP, MIME, FakeServer, Request, Response, corrupt, parse_faults, render_image
+from .server import (
+    DROP,
+    MIME,
+    FakeServer,
+    Request,
+    Response,
+    corrupt,
+    parse_faults,
+    render_image,
+    serve_from_command_line,
+)
 
 PROBLEM = "application/problem+json"
 SDXL = "stability-ai/sdxl"
@@ -176,6 +185,21 @@ PIXEL_INPUTS = {
     "pixel_size": {"type": "integer", "default": 4, "minimum": 1, "maximum": 16},
     "dither": {"type": "boolean", "default": False},
 }
+# A community fine-tune by version whose sampler input takes AUTOMATIC1111's names.
+ANIME = "acme/anime-xl"
+ANIME_VERSION = "7c1e3a5b9d2f4a6c8e0b1d3f5a7c9e1b3d5f7a9c1e3b5d7f9a1c3e5b7d9f1a3c"
+ANIME_INPUTS = {
+    "prompt": {"type": "string", "required": True},
+    "negative_prompt": {"type": "string", "default": ""},
+    "width": {"type": "integer", "default": 1024, "minimum": 512, "maximum": 2048},
+    "height": {"type": "integer", "default": 1024, "minimum": 512, "maximum": 2048},
+    "steps": {"type": "integer", "default": 28, "minimum": 1, "maximum": 60},
+    "cfg_scale": {"type": "number", "default": 6, "minimum": 1, "maximum": 20},
+    "seed": {"type": "integer"},
+    "sampler": {"type": "string", "default": "Euler a",
+                "enum": ["Euler a", "Euler", "DPM++ 2M", "DPM++ 2M Karras", "DPM++ SDE Karras",
+                         "DDIM"]},
+}
 
 MODELS = {
     SDXL: {
@@ -228,6 +252,12 @@ MODELS = {
         "official": False,
         "output": "object",
         "description": "Pixel art from a prompt",
+    },
+    ANIME: {
+        "version": ANIME_VERSION,
+        "inputs": ANIME_INPUTS,
+        "official": False,
+        "description": "An anime fine-tune of SDXL",
     },
 }
 VERSIONS = {spec["version"]: name for name, spec in MODELS.items()}
@@ -820,19 +850,9 @@ class FakeReplicate(FakeServer):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake Replicate API.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", default="r8_test_token", help="the accepted API token")
-    args = parser.parse_args(argv)
-    fake = FakeReplicate(api_token=args.token, host=args.host, port=args.port).start()
-    print(fake.url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_from_command_line(
+        lambda token, host, port: FakeReplicate(api_token=token, host=host, port=port),
+        "Run the fake Replicate API.", "token", "r8_test_token", argv)
 
 
 if __name__ == "__main__":

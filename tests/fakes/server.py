@@ -9,6 +9,7 @@ the clock.
 
 from __future__ import annotations
 
+import argparse
 import functools
 import io
 import json
@@ -343,3 +344,21 @@ def corrupt(data: bytes, faults: dict) -> bytes:
     if "bomb" in faults:
         return bomb_png()
     return data
+
+
+def serve_from_command_line(make, description: str, secret: str, default: str,
+                            argv=None) -> None:
+    """Run one fake until Ctrl-C: `make(secret, host, port)` builds it; its URL is printed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument(f"--{secret}", default=default, help="the accepted credential")
+    args = parser.parse_args(argv)
+    fake = make(getattr(args, secret), args.host, args.port).start()
+    print(fake.url, flush=True)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        fake.stop()

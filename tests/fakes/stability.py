@@ -20,7 +20,6 @@ Run standalone: python -m tests.fakes.stability [--port N] [--key KEY]
 
 from __future__ import annotations
 
-import argparse
 import base64
 import math
 import random
@@ -28,7 +27,17 @@ import re
 import threading
 import uuid
 
-from .server import DROP, MIME, FakeServer, Request, Response, corrupt, parse_faults, render_image
+from .server import (
+    DROP,
+    MIME,
+    FakeServer,
+    Request,
+    Response,
+    corrupt,
+    parse_faults,
+    render_image,
+    serve_from_command_line,
+)
 
 MIB = 1024 * 1024
 MAX_SEED_V2 = 4294967294
@@ -479,19 +488,9 @@ class FakeStability(FakeServer):
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Run the fake Stability AI API.")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--key", default="sk-test-stability", help="the accepted API key")
-    args = parser.parse_args(argv)
-    fake = FakeStability(api_key=args.key, host=args.host, port=args.port).start()
-    print(fake.url, flush=True)
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        fake.stop()
+    serve_from_command_line(
+        lambda key, host, port: FakeStability(api_key=key, host=host, port=port),
+        "Run the fake Stability AI API.", "key", "sk-test-stability", argv)
 
 
 if __name__ == "__main__":
