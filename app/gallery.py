@@ -14,9 +14,11 @@ from datetime import UTC, date, datetime, time, timedelta
 import sqlalchemy as sa
 from flask import abort
 from sqlalchemy.dialects.postgresql import TSVECTOR
+from sqlalchemy.orm import lazyload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from .extensions import db
-from .models import Image, collection_image
+from .models import Collection, Image, collection_image
 from .params import PROVIDER_NAMES, ValidationFailed
 
 MAX_ID = 2**63 - 1  # SQLite's integers and PostgreSQL's bigint; a larger id names no image
@@ -357,14 +359,29 @@ def newest(count: int) -> list[Image]:
                  .limit(count))
 
 
+# The collections of a page's images (their ids bound as `ids`).
+_MEMBERSHIPS = (sa.select(collection_image.c.image_id, Collection)
+                .join(Collection, Collection.id == collection_image.c.collection_id)
+                .where(collection_image.c.image_id.in_(sa.bindparam("ids", expanding=True)))
+                .order_by(Collection.name))
+
+
 def _load(ids: sa.Select) -> list[Image]:
     """The records whose ids a query picks, newest first.
 
     Choosing the ids first reads only the indexes (ix_image_id_created_provider covers a search's
-    matches), then only the page's rows are read whole.
+    matches), then only the page's rows are read whole; then their collections, in one statement
+    built once (the relationship's own loader builds a new one for every page).
     """
-    query = sa.select(Image).where(Image.id.in_(ids))
-    return list(db.session.scalars(query.order_by(Image.created_at.desc(), Image.id.desc())))
+    query = sa.select(Image).where(Image.id.in_(ids)).options(lazyload(Image.collections))
+    images = list(db.session.scalars(query.order_by(Image.created_at.desc(), Image.id.desc())))
+    found: dict[int, list[Collection]] = {image.id: [] for image in images}
+    if found:
+        for image_id, collection in db.session.execute(_MEMBERSHIPS, {"ids": list(found)}):
+            found[image_id].append(collection)
+    for image in images:
+        set_committed_value(image, "collections", found[image.id])
+    return images
 
 
 def _exists(conditions: list, condition) -> bool:

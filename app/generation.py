@@ -170,7 +170,8 @@ class GenerationService:
     def _run(self, plan: Plan, batch_id: str | None,
              on_done: Callable[[int], None] | None = None, created_by: str = "api") -> Batch:
         # The whole request's estimate is held against the budgets before any provider call;
-        # what the images really cost is settled when it ends, and the rest given back.
+        # what the images really cost is settled with their records (in the same commit), and
+        # the rest given back.
         with spending().reservation(created_by, plan.provider.name, plan.model.name,
                                     plan.params, len(plan.requests)) as charge:
             # The provider's time starts once the budget is held.
@@ -204,7 +205,7 @@ class GenerationService:
                 self._concurrently(plan, finish)
             if not staged:
                 raise failed[min(failed)]
-            images = self._commit(plan, staged, batch_id, started, costs, created_by)
+            images = self._commit(plan, staged, batch_id, started, costs, created_by, charge)
         except BaseException:
             for _, files in staged.values():
                 files.discard()
@@ -267,8 +268,9 @@ class GenerationService:
         return requested
 
     def _commit(self, plan: Plan, staged: dict, batch_id: str | None, started: float,
-                costs: dict, created_by: str) -> list:
-        """The records of the staged images, in index order, committed together."""
+                costs: dict, created_by: str, charge) -> list:
+        """The records of the staged images, in index order, committed together with the
+        settling of their charge."""
         params, model = plan.params, plan.model
         duration_ms = round((time.monotonic() - started) * 1000)
         records = []
@@ -288,13 +290,16 @@ class GenerationService:
                     created_at=created_at, options=plan.options, batch_id=batch_id,
                     batch_index=index if batch_id else None,
                     cost=costs[index][0], cost_detail=costs[index][1], created_by=created_by,
+                    collections=[],  # a new image is in none: nothing to load for to_dict()
                 )
                 db.session.add(record)
                 db.session.flush()
                 records.append(record)
                 files.place(f"{created_at:%Y%m%d_%H%M%S}_{record.id}", record.id)
                 record.filename = files.filename
+            charge.settle_in(db.session.connection())
             db.session.commit()
+            charge.committed()
         except BaseException:
             db.session.rollback()
             for record in records:

@@ -114,11 +114,12 @@ class Image(db.Model):
         )
 
     def to_dict(self) -> dict:
+        store = current_store()
         return {
             "id": self.id,
             "filename": self.filename,
-            "url": self.url,
-            "thumbnail_url": self.thumbnail_url,
+            "url": store.url(self.filename),
+            "thumbnail_url": store.thumbnail_url(self.id),
             "prompt": self.prompt,
             "negative_prompt": self.negative_prompt,
             "provider": self.provider,

@@ -47,6 +47,8 @@ class SQLiteStorage(Storage):
             connection = sqlite3.connect(self.path, timeout=10, isolation_level=None,
                                          check_same_thread=False)
             connection.execute("PRAGMA journal_mode=WAL")
+            # No sync at every count (a counter lost with a power cut costs nothing).
+            connection.execute("PRAGMA synchronous=NORMAL")
             self.local.connection = connection
         return connection
 

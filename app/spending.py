@@ -172,6 +172,16 @@ class Reservation:
     def __post_init__(self):
         self.costs: list[float] = []
         self.lock = threading.Lock()
+        self.settled = False  # by the transaction of the images' records (settle_in)
+
+    def settle_in(self, connection) -> None:
+        """Settle what was add()ed in the caller's transaction, the one that commits the images'
+        records: they and their charge are then one commit. Call committed() once it has; until
+        then (or should it roll back) the block still settles on its own when it ends."""
+        self.ledger.write_settlement(connection, self, len(self.costs), sum(self.costs))
+
+    def committed(self) -> None:
+        self.settled = True
 
     def add(self, result) -> tuple[float, str]:
         """The real cost of one image the provider made (it is settled when the block ends)."""
@@ -321,7 +331,7 @@ class Spending:
                             f"This request is estimated at {dollars(amount)}, more than the "
                             f"{dollars(left)} left of {name} of {dollars(limit)}; it resets at "
                             "midnight UTC.")
-            charge_id = connection.execute(sa.insert(Charge).values(**row)).inserted_primary_key[0]
+            charge_id = connection.execute(_RESERVE, row).inserted_primary_key[0]
             connection.commit()
         return charge_id
 
@@ -337,22 +347,28 @@ class Spending:
 
     def settle(self, charge: Reservation, images: int, amount: float) -> None:
         """The real cost replaces the estimate, and joins its day's totals."""
-        amount = round(amount, 6)
         with db.engine.begin() as connection:
-            connection.execute(sa.update(Charge).where(Charge.id == charge.charge_id).values(
-                images=images, amount=amount, settled=True))
-            _add_to_day(connection, dict(day=charge.day, provider=charge.provider,
-                                         model=charge.model, created_by=charge.created_by,
-                                         images=images, amount=amount))
+            self.write_settlement(connection, charge, images, amount)
+
+    @staticmethod
+    def write_settlement(connection, charge: Reservation, images: int, amount: float) -> None:
+        """settle()'s statements, in the connection's transaction (committed by its owner)."""
+        amount = round(amount, 6)
+        connection.execute(_SETTLE, {"charge_id": charge.charge_id, "images": images,
+                                     "amount": amount, "settled": True})
+        _add_to_day(connection, dict(day=charge.day, provider=charge.provider,
+                                     model=charge.model, created_by=charge.created_by,
+                                     images=images, amount=amount))
 
     def release(self, charge: Reservation) -> None:
         with db.engine.begin() as connection:
-            connection.execute(sa.delete(Charge).where(Charge.id == charge.charge_id))
+            connection.execute(_RELEASE, {"charge_id": charge.charge_id})
 
     @contextmanager
     def reservation(self, created_by: str, provider: str, model: str, params,
                     count: int = 1) -> Iterator[Reservation]:
-        """Reserve the estimate; settle what was add()ed when the block ends, else release."""
+        """Reserve the estimate; settle what was add()ed when the block ends (unless settle_in()
+        already did, in a transaction that committed), else release."""
         day = utcnow().date().isoformat()
         charge_id = self.reserve(created_by, provider, model, count,
                                  self.estimate(provider, model, params, count), day)
@@ -360,9 +376,10 @@ class Spending:
         try:
             yield charge
         finally:
-            if charge.costs:  # images that were made were paid for, whatever happened next
+            if charge.costs and not charge.settled:
+                # Images that were made were paid for, whatever happened next.
                 self.settle(charge, len(charge.costs), sum(charge.costs))
-            else:
+            elif not charge.costs:
                 self.release(charge)
 
     # --- usage ----------------------------------------------------------------------------------
@@ -444,18 +461,33 @@ def _key(table, by: str):
             "model": table.provider + "/" + table.model, "token": table.created_by}[by]
 
 
-def _add_to_day(connection, row: dict) -> None:
-    """Add a settled charge to its day's totals (one atomic upsert, on SQLite or PostgreSQL)."""
-    if connection.dialect.name == "postgresql":
+# The ledger's statements on every generation, built once and run with each one's values: making
+# a statement anew each time costs several times what running it does.
+_RESERVE = sa.insert(Charge)
+_SETTLE = sa.update(Charge).where(Charge.id == sa.bindparam("charge_id"))
+_RELEASE = sa.delete(Charge).where(Charge.id == sa.bindparam("charge_id"))
+_ADD_TO_DAY: dict[str, sa.Insert] = {}
+
+
+def _upsert_day(dialect: str) -> sa.Insert:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
     table = ChargeDay.__table__
-    statement = insert(table).values(**row)
-    connection.execute(statement.on_conflict_do_update(
+    statement = insert(table)
+    return statement.on_conflict_do_update(
         index_elements=["day", "provider", "model", "created_by"],
         set_={"images": table.c.images + statement.excluded.images,
-              "amount": table.c.amount + statement.excluded.amount}))
+              "amount": table.c.amount + statement.excluded.amount})
+
+
+def _add_to_day(connection, row: dict) -> None:
+    """Add a settled charge to its day's totals (one atomic upsert, on SQLite or PostgreSQL)."""
+    dialect = connection.dialect.name
+    if dialect not in _ADD_TO_DAY:
+        _ADD_TO_DAY[dialect] = _upsert_day(dialect)
+    connection.execute(_ADD_TO_DAY[dialect], row)
 
 
 def _midnight(day: date) -> datetime:

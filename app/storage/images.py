@@ -29,12 +29,22 @@ class InvalidImage(Exception):
 
 def thumbnail(image: Image.Image) -> bytes:
     """The WebP thumbnail (the image is shrunk in place)."""
+    return thumbnail_webp(shrink_to_thumbnail(image))
+
+
+def shrink_to_thumbnail(image: Image.Image) -> Image.Image:
+    """The image shrunk in place to the thumbnail's size (and returned)."""
     # A box reduction by a whole factor first, then one bilinear pass: a third of the time of
     # bicubic from full size, and the same picture to the eye (about 1/255 apart on average).
     image.thumbnail(THUMB_SIZE, Image.Resampling.BILINEAR, reducing_gap=1.0)
+    return image
+
+
+def thumbnail_webp(small: Image.Image) -> bytes:
+    """The WebP of an image shrink_to_thumbnail() made."""
     thumb = io.BytesIO()
     # method 1: the same size as method 2 at this quality (within 1%), a quarter faster.
-    image.convert("RGBA" if image.mode in ("RGBA", "LA", "P") else "RGB").save(
+    small.convert("RGBA" if small.mode in ("RGBA", "LA", "P") else "RGB").save(
         thumb, "WEBP", quality=80, method=1
     )
     return thumb.getvalue()

@@ -1,9 +1,10 @@
 """The image store the service talks to: stage, place or discard, open, delete, list, URLs.
 
 It knows nothing of providers, and nothing of which backend holds the bytes. An image is
-validated and its thumbnail made before anything is written; the backend then writes ahead
-where it can (a temporary file on disk) and the final names are given once the record's id is
-known, before the record is committed. Whatever a failed generation wrote is removed.
+validated (decoded whole) before anything is written; the backend then writes ahead where it
+can (a temporary file on disk: the file while the thumbnail is shrunk, the thumbnail while the
+record is made), and the final names are given once the record's id is known, before the record
+is committed. Whatever a failed generation wrote is removed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,15 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from .base import Backend, PendingWrite, StorageError
-from .images import CONTENT_TYPES, FORMATS, a1111_parameters, open_image, thumbnail, with_png_text
+from .images import (
+    CONTENT_TYPES,
+    FORMATS,
+    a1111_parameters,
+    open_image,
+    shrink_to_thumbnail,
+    thumbnail_webp,
+    with_png_text,
+)
 
 THUMBS = "thumbs/"
 
@@ -56,7 +65,7 @@ class StagedImage:
     file_size: int
     sha256: str
     image: PendingWrite
-    thumb: PendingWrite
+    thumb: Future[PendingWrite]  # still being encoded and written ahead on an image thread
     # A unique stand-in for the record's filename until place() gives the real one.
     placeholder: str = field(default_factory=lambda: f".staged-{uuid.uuid4().hex}")
     filename: str | None = None
@@ -66,8 +75,10 @@ class StagedImage:
         """Write (or rename) both under their final names; returns the image's filename."""
         filename, thumb_key = f"{stem}.{self.format}", self.store.thumb_key(image_id)
         self._written += [thumb_key, filename]  # discard() removes them should anything fail
+        # Waited for here, not on a writer thread (which must never wait on the image threads).
+        thumb = self.thumb.result()
         # Both at once: on S3 these are two uploads, and the generation waits for them.
-        thumb_placed = _WRITES.submit(self.thumb.finish, thumb_key)
+        thumb_placed = _WRITES.submit(thumb.finish, thumb_key)
         try:
             self.image.finish(filename)
         finally:
@@ -80,7 +91,7 @@ class StagedImage:
     def discard(self, image_id: int | None = None) -> None:
         """Remove whatever this staging wrote, under temporary or final names."""
         self.image.abort()
-        self.thumb.abort()
+        _abort(self.thumb)
         for key in self._written:
             try:
                 self.store.backend.delete(key)
@@ -98,7 +109,8 @@ class ImageStore:
         return f"{THUMBS}{image_id}.webp"
 
     def stage(self, data: bytes, description: dict | None) -> StagedImage:
-        """Validate the image and make its thumbnail; the backend may start writing.
+        """Validate the image and shrink its thumbnail; the backend may start writing (the
+        thumbnail is encoded and written ahead in the background; place() waits for it).
 
         `description` holds the a1111_parameters() arguments but the size (read from the image)
         and is written into a PNG's `parameters` text; its `generation`, when present, goes into the
@@ -117,20 +129,27 @@ class ImageStore:
             if description.get("generation") is not None:
                 data = with_png_text(data, "imagegen", json.dumps(
                     description["generation"], ensure_ascii=False, separators=(",", ":")))
-        # The file is written (and synced, on disk) while the thumbnail is made.
+        # The file is written (and synced, on disk) while the thumbnail is made; the thumbnail is
+        # encoded and written, on an image thread again, while the record is made (place() waits
+        # for it). Only the shrunk picture is kept for that, not the full-size one.
         pending = _WRITES.submit(self.backend.write_ahead, data, CONTENT_TYPES[fmt])
         try:
             digest = hashlib.sha256(data).hexdigest()
-            thumb = self.backend.write_ahead(thumbnail(image), CONTENT_TYPES["webp"])
+            thumb = _IMAGE_WORK.submit(self._write_thumbnail, shrink_to_thumbnail(image))
         except BaseException:
             _abort(pending)
             raise
         try:
             written = pending.result()
         except BaseException:
-            thumb.abort()
+            # Not waited for: on this image thread that could wait for the other image thread.
+            if not thumb.cancel():
+                thumb.add_done_callback(_abort)
             raise
         return StagedImage(self, fmt, width, height, len(data), digest, written, thumb)
+
+    def _write_thumbnail(self, small) -> PendingWrite:
+        return self.backend.write_ahead(thumbnail_webp(small), CONTENT_TYPES["webp"])
 
     def open(self, filename: str) -> BinaryIO:
         """The stored image as a readable binary stream (close it); FileNotFoundError if gone."""
