@@ -81,7 +81,12 @@ def test_an_image_made_on_one_node_is_everyone_s(cluster, s3_server):
     assert record["id"] in [r["id"] for r in listed.json()]
     found = requests.get(f"{b.url}/api/images", params={"q": "heron"}, timeout=10).json()
     assert [r["id"] for r in found] == [record["id"]]
-    assert requests.get(f"{b.url}/api/images/{record['id']}", timeout=10).json() == record
+    shown = requests.get(f"{b.url}/api/images/{record['id']}", timeout=10).json()
+    # The URLs are presigned by each node when it answers: the same object, a signature of its own.
+    assert {name: value.split("?")[0] if name.endswith("url") else value
+            for name, value in shown.items()} == \
+        {name: value.split("?")[0] if name.endswith("url") else value
+         for name, value in record.items()}
     assert requests.get(f"{b.url}/images/{record['id']}", timeout=10).status_code == 200
     from_b = requests.get(f"{b.url}/api/images/{record['id']}", timeout=10).json()
     for url, kind in ((from_b["url"], "image/png"), (from_b["thumbnail_url"], "image/webp")):
