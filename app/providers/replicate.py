@@ -16,13 +16,10 @@ import re
 import threading
 import time
 import weakref
+from typing import TYPE_CHECKING
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import httpx
-import replicate
-from replicate.exceptions import ModelError, ReplicateError
-from replicate.helpers import FileOutput
-from replicate.prediction import Prediction
 
 from .base import (
     ContentModerated,
@@ -44,6 +41,10 @@ from .replicate_schema import (
     input_properties,
     nearest_ratio,
 )
+
+if TYPE_CHECKING:
+    from replicate.exceptions import ReplicateError
+    from replicate.prediction import Prediction
 
 SDXL = "stability-ai/sdxl:39ed52f2a78e934b3ba6e2a89f5b1c712de7dfea535525255b1aa35c5565e08b"
 FLUX_SCHNELL = "black-forest-labs/flux-schnell"
@@ -195,6 +196,8 @@ def first_output(output):
     if isinstance(output, list | tuple):
         return next((found for item in output if (found := first_output(item)) is not None),
                     None)
+    from replicate.helpers import FileOutput
+
     if isinstance(output, str | FileOutput):
         return output or None
     if output is not None and hasattr(output, "__next__"):  # a streamed (iterator) output
@@ -220,6 +223,8 @@ class SchemaModel:
     def get(self, client) -> tuple[Model, InputMap | None]:
         if self._read is not None:
             return self._read
+        from replicate.exceptions import ReplicateError
+
         with self._lock:
             if self._read is None and time.monotonic() - self._failed_at >= SCHEMA_RETRY:
                 try:
@@ -249,6 +254,8 @@ class SchemaModel:
 
     @staticmethod
     def _reason(exc: Exception) -> str:
+        from replicate.exceptions import ReplicateError
+
         if isinstance(exc, ReplicateError):
             return f"Replicate answered HTTP {exc.status} ({exc.title or 'error'})"
         if isinstance(exc, httpx.HTTPError):
@@ -278,6 +285,8 @@ class ReplicateProvider(Provider):
         self._last_response = threading.local()
         self.client = self.schema_client = None
         if self.token:  # given no token, the client would look for one in the environment
+            import replicate  # here: the client and pydantic cost 17 MB, unused without a token
+
             transport = httpx.HTTPTransport()
             weakref.finalize(self, transport.close)  # its pooled connections go with the provider
             self.client = replicate.Client(
@@ -320,6 +329,8 @@ class ReplicateProvider(Provider):
     def generate(self, request: GenerationRequest) -> GenerationResult:
         if self.client is None:
             raise NotConfigured("Provider 'replicate' is not configured: set REPLICATE_API_TOKEN.")
+        from replicate.exceptions import ModelError, ReplicateError
+
         deadline = time.monotonic() + request.timeout
         try:
             prediction = self._create(request, deadline)
@@ -367,6 +378,8 @@ class ReplicateProvider(Provider):
 
     @staticmethod
     def _await_output(prediction: Prediction, deadline: float):
+        from replicate.exceptions import ModelError
+
         while True:
             if prediction.status == "failed":
                 raise ModelError(prediction)
@@ -385,11 +398,15 @@ class ReplicateProvider(Provider):
 
     @staticmethod
     def _cancel(prediction: Prediction) -> None:
+        from replicate.exceptions import ReplicateError
+
         if prediction.status in ("starting", "processing"):
             with contextlib.suppress(ReplicateError, httpx.HTTPError, ValueError):
                 prediction.cancel()
 
     def _download(self, output, deadline: float) -> bytes:
+        from replicate.helpers import FileOutput
+
         url = output.url if isinstance(output, FileOutput) else output
         if not isinstance(url, str):
             raise UpstreamError("Replicate's output is not a file URL.")
