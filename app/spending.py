@@ -10,6 +10,7 @@ cost replaces the estimate once the provider has answered, and a failed request 
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from collections.abc import Iterator
@@ -466,10 +467,11 @@ def _key(table, by: str):
 _RESERVE = sa.insert(Charge)
 _SETTLE = sa.update(Charge).where(Charge.id == sa.bindparam("charge_id"))
 _RELEASE = sa.delete(Charge).where(Charge.id == sa.bindparam("charge_id"))
-_ADD_TO_DAY: dict[str, sa.Insert] = {}
 
 
+@functools.cache
 def _upsert_day(dialect: str) -> sa.Insert:
+    """Add a settled charge to its day's totals: one atomic upsert, on SQLite or PostgreSQL."""
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
@@ -483,11 +485,7 @@ def _upsert_day(dialect: str) -> sa.Insert:
 
 
 def _add_to_day(connection, row: dict) -> None:
-    """Add a settled charge to its day's totals (one atomic upsert, on SQLite or PostgreSQL)."""
-    dialect = connection.dialect.name
-    if dialect not in _ADD_TO_DAY:
-        _ADD_TO_DAY[dialect] = _upsert_day(dialect)
-    connection.execute(_ADD_TO_DAY[dialect], row)
+    connection.execute(_upsert_day(connection.dialect.name), row)
 
 
 def _midnight(day: date) -> datetime:

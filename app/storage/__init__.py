@@ -15,7 +15,6 @@ from .images import (
     a1111_parameters,
     open_image,
     png_text_chunk,
-    thumbnail,
     with_png_text,
 )
 from .local import LocalBackend
@@ -25,7 +24,7 @@ __all__ = [
     "CONTENT_TYPES", "FORMATS", "MAX_BYTES", "MAX_PIXELS", "THUMB_SIZE", "Backend",
     "ImageStore", "InvalidImage", "backend_from_config", "LocalBackend", "PendingWrite", "StagedImage", "StorageError",
     "a1111_parameters", "current_store", "open_image", "png_text_chunk", "store_from_config",
-    "thumbnail", "with_png_text",
+    "with_png_text",
 ]
 
 

@@ -27,11 +27,6 @@ class InvalidImage(Exception):
     """The bytes are not an image this store accepts."""
 
 
-def thumbnail(image: Image.Image) -> bytes:
-    """The WebP thumbnail (the image is shrunk in place)."""
-    return thumbnail_webp(shrink_to_thumbnail(image))
-
-
 def shrink_to_thumbnail(image: Image.Image) -> Image.Image:
     """The image shrunk in place to the thumbnail's size (and returned)."""
     # A box reduction by a whole factor first, then one bilinear pass: a third of the time of
