@@ -103,9 +103,15 @@ def test_an_image_made_on_one_node_is_everyone_s(cluster, s3_server):
         assert archive.read(record["filename"]) == original
         assert json.loads(archive.read("metadata.jsonl"))["id"] == record["id"]
 
+    def herons(node) -> str:
+        return requests.get(f"{node.url}/api/images", params={"q": "heron"},
+                            timeout=10).headers["X-Total-Count"]
+
+    assert herons(a) == herons(a) == "1"  # counted once, then kept by A
     deleted = requests.delete(f"{b.url}/api/images/{record['id']}", timeout=10)
     assert deleted.status_code == 204
     assert requests.get(f"{a.url}/api/images/{record['id']}", timeout=10).status_code == 404
+    assert herons(a) == "0"  # the total A kept went with B's delete
     assert not {image_key, thumb_key} & set(s3_server.keys(bucket))
 
 
